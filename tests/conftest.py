@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny generated videos, and the real fixture clips when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+REAL_VIDEOS = Path(os.environ.get("VSSLKIT_REAL_VIDEOS", Path(__file__).resolve().parents[1] / ".." / "shared" / "real_videos"))
+
+
+@pytest.fixture(scope="session")
+def real_videos() -> Path:
+    """The folder of real test videos (never copied into the project); skip when absent."""
+    if not (REAL_VIDEOS / "manifest.csv").is_file():
+        pytest.skip(f"real videos not found at {REAL_VIDEOS} (set VSSLKIT_REAL_VIDEOS)")
+    return REAL_VIDEOS.resolve()
+
+
+def moving_square_frames(num_frames: int = 40, size: int = 48, seed: int = 0) -> np.ndarray:
+    """A bright square moving right 1 px/frame on noise: frame t is recognisable by position."""
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 40, size=(num_frames, size, size, 3), dtype=np.uint8)
+    for t in range(num_frames):
+        x = t % (size - 8)
+        frames[t, 10:18, x : x + 8] = 250
+    return frames
+
+
+@pytest.fixture
+def tiny_video(tmp_path: Path) -> Path:
+    """A 40-frame 48x48 H.264 mp4 written with the kit's own writer."""
+    from vsslkit.data.writer import write_video
+
+    return write_video(tmp_path / "tiny.mp4", moving_square_frames(), fps=25)

@@ -1,0 +1,5 @@
+import sys
+
+from vsslkit.cli import main
+
+sys.exit(main())
