@@ -14,15 +14,16 @@ import sys
 # (top-level command, help, [modules that add sub-commands]) -- an explicit list, not a registry.
 GROUPS: list[tuple[str, str, list[str]]] = [
     ("data", "probe, check and build datasets (synthetic, UCF101, HMDB51, folders)",
-     ["vsslkit.commands.data_io", "vsslkit.commands.synthetic"]),
+     ["vsslkit.commands.data_io", "vsslkit.commands.datasets"]),
     ("bench", "benchmarks printed as ratios against a baseline measured in the same run",
-     ["vsslkit.commands.bench"]),
+     ["vsslkit.commands.bench_data", "vsslkit.commands.bench_train"]),
 ]
 # Top-level commands without a group: module -> registers its own top-level parsers.
 TOP_LEVEL: list[str] = [
     "vsslkit.commands.train",
     "vsslkit.commands.evaluate",
     "vsslkit.commands.quickstart",
+    "vsslkit.commands.reproduce",
 ]
 
 

@@ -59,3 +59,38 @@ class Sample:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plans", tuple(self.plans))
+
+
+def constant_plan(
+    num_frames: int, clip_len: int, stride: int, rng: np.random.Generator, *, reverse: bool = False
+) -> Plan:
+    """`clip_len` frames at a constant `stride` from a random start; `reverse` plays them backwards.
+
+    The span (clip_len - 1) * stride + 1 must fit inside the video: no wrapping.
+    """
+    if clip_len < 1 or stride < 1:
+        raise ValueError(f"clip_len and stride must be >= 1, got {clip_len}, {stride}")
+    span = (clip_len - 1) * stride + 1
+    if span > num_frames:
+        raise VideoTooShortError(span, num_frames, f"constant plan (K={clip_len}, stride={stride})")
+    start = int(rng.integers(0, num_frames - span + 1))
+    indices = start + stride * np.arange(clip_len)
+    if reverse:
+        indices = indices[::-1]
+    return Plan(indices, "constant", {"stride": stride, "start": start, "reverse": reverse})
+
+
+def uniform_plans(num_frames: int, clip_len: int, stride: int, count: int) -> list[Plan]:
+    """`count` evenly spaced constant-stride clips covering the video (test-time protocol).
+
+    Deterministic: the first clip starts at frame 0, the last ends at the last frame that fits.
+    A video shorter than one clip raises `VideoTooShortError`.
+    """
+    span = (clip_len - 1) * stride + 1
+    if span > num_frames:
+        raise VideoTooShortError(span, num_frames, f"test clips (K={clip_len}, stride={stride})")
+    starts = np.linspace(0, num_frames - span, num=count).round().astype(np.int64)
+    return [
+        Plan(int(s) + stride * np.arange(clip_len), "constant", {"stride": stride, "start": int(s), "reverse": False})
+        for s in starts
+    ]
