@@ -1,0 +1,1 @@
+"""Figures (plotly) and widgets (ipywidgets) over plain callback functions."""
