@@ -94,3 +94,101 @@ def uniform_plans(num_frames: int, clip_len: int, stride: int, count: int) -> li
         Plan(int(s) + stride * np.arange(clip_len), "constant", {"stride": stride, "start": int(s), "reverse": False})
         for s in starts
     ]
+
+
+# --- speed change plans ---------------------------------------------------------------------
+#
+# Convention (thesis fig. 3.2 and ch. 4.3): a speed change clip c[0:L] is played at stride r1
+# for its first part c[0:change_at] and at stride r2 for its second part c[change_at:L]. The
+# step INTO frame `change_at` already has length r2, so with d[i] = indices[i+1] - indices[i]:
+#
+#     d[i] == r1  for i <  change_at - 1      (change_at - 1 steps between first-part frames)
+#     d[i] == r2  for i >= change_at - 1      (L - change_at steps, the first one into c[change_at])
+#
+# i.e. `change_at` is the 0-based index of the first frame of the second part, and the speed
+# change happens "between frames change_at-1 and change_at". Example, L=8, r1=1, r2=2,
+# change_at=4, start=0: indices 0 1 2 3 5 7 9 11.
+
+
+def constant_span(clip_len: int, stride: int) -> int:
+    """Frames covered by a constant-stride clip (first to last frame, inclusive)."""
+    return (clip_len - 1) * stride + 1
+
+
+def speed_change_span(clip_len: int, r1: int, r2: int, change_at: int) -> int:
+    """Frames covered by a speed change clip: (change_at-1) steps of r1, clip_len-change_at of r2."""
+    return (change_at - 1) * r1 + (clip_len - change_at) * r2 + 1
+
+
+def max_span(clip_len: int, strides: tuple[int, ...] | list[int]) -> int:
+    """Largest span of ANY plan (constant or speed change) whose steps come from `strides`.
+
+    Every step is at most max(strides), so the constant clip at the largest stride bounds them
+    all; tasks use this (or the exact maximum over their transforms) as `min_frames`.
+    """
+    if not strides:
+        raise ValueError("max_span needs at least one stride")
+    return constant_span(clip_len, max(strides))
+
+
+def speed_change_indices(start: int, clip_len: int, r1: int, r2: int, change_at: int) -> np.ndarray:
+    """Indices of a speed change clip starting at frame `start` (see the convention above)."""
+    _check_speed_change(clip_len, r1, r2, change_at)
+    steps = np.where(np.arange(clip_len - 1) < change_at - 1, r1, r2)
+    return start + np.concatenate([[0], np.cumsum(steps)]).astype(np.int64)
+
+
+def speed_change_plan(
+    num_frames: int,
+    clip_len: int,
+    r1: int,
+    r2: int,
+    change_at: int,
+    rng: np.random.Generator,
+    *,
+    start: int | None = None,
+) -> Plan:
+    """A clip at stride r1 for frames [0, change_at) and r2 from frame `change_at` on.
+
+    The start is uniform over every position where the whole clip fits (or `start` when
+    given, e.g. to give all transforms of a same-batch group the same first frame); a video
+    shorter than the span raises `VideoTooShortError` rather than wrapping.
+    `2 <= change_at <= clip_len - 1`, so that each part shows at least one step of its speed.
+    r1 == r2 is allowed (the indices then equal a constant clip's, the kind stays "speed_change").
+    """
+    _check_speed_change(clip_len, r1, r2, change_at)
+    span = speed_change_span(clip_len, r1, r2, change_at)
+    what = f"speed change plan (K={clip_len}, r1={r1}, r2={r2}, change_at={change_at})"
+    start = _pick_start(num_frames, span, rng, start, what)
+    indices = speed_change_indices(start, clip_len, r1, r2, change_at)
+    return Plan(indices, "speed_change", {"r1": r1, "r2": r2, "change_at": change_at, "start": start})
+
+
+def constant_plan_at(num_frames: int, clip_len: int, stride: int, start: int) -> Plan:
+    """A constant-stride clip from a given `start` (same-batch groups share their first frame)."""
+    if clip_len < 1 or stride < 1:
+        raise ValueError(f"clip_len and stride must be >= 1, got {clip_len}, {stride}")
+    span = constant_span(clip_len, stride)
+    start = _pick_start(num_frames, span, None, start, f"constant plan (K={clip_len}, stride={stride})")
+    return Plan(start + stride * np.arange(clip_len), "constant", {"stride": stride, "start": start, "reverse": False})
+
+
+def _check_speed_change(clip_len: int, r1: int, r2: int, change_at: int) -> None:
+    if r1 < 1 or r2 < 1:
+        raise ValueError(f"strides must be >= 1, got r1={r1}, r2={r2}")
+    if not 2 <= change_at <= clip_len - 1:
+        raise ValueError(
+            f"change_at must be in [2, clip_len-1] = [2, {clip_len - 1}] so both parts show a step, got {change_at}"
+        )
+
+
+def _pick_start(num_frames: int, span: int, rng: np.random.Generator | None, start: int | None, what: str) -> int:
+    if span > num_frames:
+        raise VideoTooShortError(span, num_frames, what)
+    if start is None:
+        if rng is None:
+            raise ValueError("either rng or start is required")
+        return int(rng.integers(0, num_frames - span + 1))
+    if not 0 <= start <= num_frames - span:
+        raise ValueError(f"{what}: start {start} does not fit, must be in [0, {num_frames - span}]")
+    return int(start)
