@@ -1,0 +1,299 @@
+"""Gather the frames of sampled plans into uint8 clips, and turn batches of them into model input.
+
+A training example is a video plus a frame-index plan plus labels: `ClipDataset` asks a task's
+`sample(num_frames, rng)` for plans and labels and reads those frames from a frame source
+(`FrameStore`: `.read(path, indices)`). Every random choice of item `i` in epoch `e` comes from
+`np.random.default_rng([seed, e, i])`, so the same seed gives the same clips whatever the number
+of DataLoader workers or the order they run in. `EpochSampler` makes the order itself
+reproducible and resumable at the exact next batch, also when sharded across DDP ranks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from vsslkit.data import transforms as T
+from vsslkit.plans import Sample
+
+
+class FrameSource(Protocol):
+    """What `ClipDataset` needs from a frame store."""
+
+    def read(self, video_path: Path, indices: np.ndarray) -> np.ndarray: ...
+
+
+SampleFn = Callable[[int, np.random.Generator], "Sample | Sequence[Sample]"]
+
+
+class _ReadError(Exception):
+    """Internal marker: the frame source failed on this video (the cause is chained)."""
+
+
+@dataclass(frozen=True)
+class ReadFailure:
+    """A video whose frames could not be read at run time (it was replaced, not fatal)."""
+
+    path: str
+    reason: str
+    substitute: str
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Clips for every plan of a task's `Sample`, one item per (usable) video.
+
+    Keys accepted by `__getitem__`: an int (uses `self.epoch`, set with `set_epoch`) or an
+    `(epoch, index)` pair as yielded by `EpochSampler`; the pair form keeps persistent workers
+    correct, because they hold a stale copy of `self.epoch`.
+
+    With `same_batch=True`, `sample_fn` returns a sequence of Samples for one video (e.g. every
+    transform of a task, `vsslkit.tasks.same_batch.all_transforms`) and `collate` flattens them
+    into the batch, so a batch holds all transformations of the same videos.
+    """
+
+    def __init__(
+        self,
+        videos: Sequence[str | Path],
+        labels: Sequence[int] | None,
+        num_frames: Sequence[int],
+        source: FrameSource,
+        sample_fn: SampleFn,
+        *,
+        seed: int = 0,
+        min_frames: int = 1,
+        same_batch: bool = False,
+        max_retries: int = 3,
+    ):
+        if labels is not None and len(labels) != len(videos):
+            raise ValueError(f"{len(videos)} videos but {len(labels)} labels")
+        if len(num_frames) != len(videos):
+            raise ValueError(f"{len(videos)} videos but {len(num_frames)} frame counts")
+        self.source, self.sample_fn, self.seed = source, sample_fn, int(seed)
+        self.same_batch, self.max_retries = same_batch, max_retries
+        self.epoch = 0
+        self.videos: list[Path] = []
+        self.labels: list[int] = []
+        self.num_frames: list[int] = []
+        self.skipped: list[tuple[Path, str]] = []
+        for k, (path, n) in enumerate(zip(videos, num_frames)):
+            if int(n) < min_frames:
+                self.skipped.append((Path(path), f"{int(n)} frames, the task needs at least {min_frames}"))
+                continue
+            self.videos.append(Path(path))
+            self.labels.append(-1 if labels is None else int(labels[k]))
+            self.num_frames.append(int(n))
+        if not self.videos:
+            raise ValueError(f"no usable video: all {len(self.skipped)} are too short (first: {self.skipped[:1]})")
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, index = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (self.epoch, int(key))
+        failures: list[ReadFailure] = []
+        candidate = index
+        for attempt in range(self.max_retries + 1):
+            try:
+                item = self._load(epoch, index, candidate)
+                item["failures"] = failures
+                return item
+            except _ReadError as err:  # only reading may fail per video; sampler bugs propagate
+                exc = err.__cause__
+                # Substitute a deterministic other video: same seed, same substitute.
+                pick = int(np.random.default_rng([self.seed, epoch, index, attempt + 1]).integers(max(1, len(self) - 1)))
+                substitute = pick + 1 if len(self) > 1 and pick >= candidate else pick
+                failures.append(ReadFailure(str(self.videos[candidate]), f"{type(exc).__name__}: {exc}",
+                                            str(self.videos[substitute])))
+                candidate = substitute
+        raise RuntimeError(f"{self.videos[index]}: reading failed {self.max_retries + 1} times in a row; "
+                           f"last failures: {[(f.path, f.reason) for f in failures]}")
+
+    def _load(self, epoch: int, index: int, video: int) -> dict[str, Any]:
+        rng = np.random.default_rng([self.seed, epoch, index])
+        samples = self.sample_fn(self.num_frames[video], rng)
+        samples = list(samples) if self.same_batch else [samples]
+        if not samples:
+            raise ValueError(f"{self.videos[video]}: the sampler returned no sample")
+        path = self.videos[video]
+        per_plan: list[list[torch.Tensor]] = [[] for _ in samples[0].plans]
+        for sample in samples:
+            if len(sample.plans) != len(per_plan):
+                raise ValueError(f"{path}: samples of one video have different numbers of plans")
+            for slot, plan in zip(per_plan, sample.plans):
+                try:
+                    frames = self.source.read(path, plan.indices)
+                except Exception as exc:  # noqa: BLE001 - any read error of one video must not stop training
+                    raise _ReadError() from exc
+                if len(frames) != len(plan.indices):
+                    raise _ReadError() from RuntimeError(f"read {len(frames)} frames, asked for {len(plan.indices)}")
+                slot.append(torch.from_numpy(np.ascontiguousarray(frames)))
+        label_keys = samples[0].labels.keys()
+        labels = {k: [int(s.labels[k]) for s in samples] for k in label_keys}
+        labels["class"] = [self.labels[video]] * len(samples)
+        if self.same_batch:
+            return {"frames": [torch.stack(slot) for slot in per_plan],
+                    "labels": {k: torch.tensor(v, dtype=torch.long) for k, v in labels.items()},
+                    "video": torch.full((len(samples),), video, dtype=torch.long), "grouped": True}
+        return {"frames": [slot[0] for slot in per_plan], "labels": {k: v[0] for k, v in labels.items()},
+                "video": video, "grouped": False}
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack items into uint8 `(B, K, h, w, 3)` per plan; `same_batch` items are flattened.
+
+    Videos of different aspect ratios have different stored sizes: every clip is centre-cropped
+    to the batch's smallest height and width first (the random crop comes later, per clip).
+    """
+    grouped = items[0]["grouped"]
+    num_plans = len(items[0]["frames"])
+    frames = []
+    for p in range(num_plans):
+        clips = [it["frames"][p] for it in items]
+        h = min(c.shape[-3] for c in clips)
+        w = min(c.shape[-2] for c in clips)
+        clips = [_centre(c, h, w) for c in clips]
+        frames.append(torch.cat(clips) if grouped else torch.stack(clips))
+    keys = items[0]["labels"].keys()
+    if grouped:
+        labels = {k: torch.cat([it["labels"][k] for it in items]) for k in keys}
+        video = torch.cat([it["video"] for it in items])
+    else:
+        labels = {k: torch.tensor([it["labels"][k] for it in items], dtype=torch.long) for k in keys}
+        video = torch.tensor([it["video"] for it in items], dtype=torch.long)
+    failures = [f for it in items for f in it["failures"]]
+    return {"frames": frames, "labels": labels, "video": video, "failures": failures}
+
+
+def _centre(clip: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    top, left = (clip.shape[-3] - h) // 2, (clip.shape[-2] - w) // 2
+    return clip[..., top : top + h, left : left + w, :]
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Seeded permutation per epoch, sharded like `DistributedSampler`, resumable mid-epoch.
+
+    Yields `(epoch, index)` pairs (see `ClipDataset`). The permutation of epoch `e` is
+    `default_rng([seed, e]).permutation(n)`, padded by wrapping (or truncated with `drop_last`)
+    to a multiple of `world_size`; rank `r` takes every `world_size`-th entry from `r`.
+    `state_dict(consumed)` records how many of this rank's items the loop has *consumed*
+    (the DataLoader prefetches, so the sampler cannot know); `load_state_dict` makes the next
+    `__iter__` continue right after them.
+    """
+
+    def __init__(self, n: int, *, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1,
+                 drop_last: bool = False):
+        if n < 1:
+            raise ValueError("EpochSampler needs at least one item")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.n, self.seed, self.shuffle = n, int(seed), shuffle
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.epoch = 0
+        self.start = 0
+        total = (n // world_size) * world_size if drop_last else math.ceil(n / world_size) * world_size
+        if total == 0:
+            raise ValueError(f"{n} items cannot be split over {world_size} ranks with drop_last")
+        self.per_rank = total // world_size
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def indices(self, epoch: int) -> np.ndarray:
+        """This rank's full index order for `epoch`."""
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
+        total = self.per_rank * self.world_size
+        order = np.resize(order, total) if total > self.n else order[:total]
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, start = self.epoch, self.start
+        self.start = 0  # a resume offset applies once
+        for i in self.indices(epoch)[start:]:
+            yield (epoch, int(i))
+
+    def state_dict(self, consumed: int = 0) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": int(consumed), "seed": self.seed, "n": self.n,
+                "world_size": self.world_size}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if int(state["n"]) != self.n or int(state["world_size"]) != self.world_size or int(state["seed"]) != self.seed:
+            raise ValueError(f"sampler state is for n={state['n']}, world_size={state['world_size']}, "
+                             f"seed={state['seed']}; this run has n={self.n}, world_size={self.world_size}, "
+                             f"seed={self.seed}")
+        self.epoch, self.start = int(state["epoch"]), int(state["position"])
+
+
+def prepare_batch(
+    batch: dict[str, Any],
+    *,
+    crop_size: int,
+    train: bool,
+    residual: bool = False,
+    generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu",
+    channels_last: bool = False,
+) -> dict[str, Any]:
+    """uint8 frames → `{"clips": [float (B, 3, T, H, W) per plan], "labels": {k: LongTensor}}`.
+
+    Train: clip-consistent random resized crop + flip drawn from `generator`; eval: centre crop.
+    With `residual`, plans hold K+1 frames and the clips are their K differences. On CUDA the
+    uint8 frames travel first (pinned, non-blocking; 4x fewer bytes than float) and augmentation
+    runs on the GPU.
+    """
+    device = torch.device(device)
+    if train and generator is None:
+        raise ValueError("prepare_batch(train=True) needs a torch.Generator for the random crops")
+    cuda = device.type == "cuda"
+    clips = []
+    for frames in batch["frames"]:
+        if cuda:
+            frames = (frames if frames.is_pinned() else frames.pin_memory()).to(device, non_blocking=True)
+        if train:
+            # The generator must live on the device the crop parameters are drawn on (CPU).
+            frames = T.random_crop_flip(frames, crop_size, generator)
+        else:
+            frames = T.center_crop(frames, crop_size)
+        x = T.to_float_clips(frames)
+        if residual:
+            x = T.residual_frames(x)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        clips.append(x)
+    labels = {k: v.to(device, non_blocking=cuda) for k, v in batch["labels"].items()}
+    return {"clips": clips, "labels": labels}
+
+
+@dataclass
+class BatchPreparer:
+    """`prepare_batch` with the loop's settings; the crops of step `s` come from seed `[seed, s, rank]`.
+
+    Seeding per step (rather than carrying one generator along) makes a resumed run draw the same
+    crops as an uninterrupted one without storing generator state.
+    """
+
+    crop_size: int
+    residual: bool = False
+    seed: int = 0
+    device: str | torch.device = "cpu"
+    channels_last: bool = False
+    rank: int = 0
+
+    def __call__(self, batch: dict[str, Any], *, step: int, train: bool = True) -> dict[str, Any]:
+        generator = None
+        if train:
+            state = np.random.SeedSequence([self.seed, step, self.rank]).generate_state(2, dtype=np.uint32)
+            generator = torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
+        return prepare_batch(batch, crop_size=self.crop_size, train=train, residual=self.residual,
+                             generator=generator, device=self.device, channels_last=self.channels_last)
