@@ -1,0 +1,141 @@
+"""The fit loop with tiny stand-ins: a frame source in memory and a two-layer model."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from test_clips import MemorySource, speed_sample
+from vsslkit.data.clips import BatchPreparer, ClipDataset, EpochSampler, collate
+from vsslkit.train.loop import fit, make_optimizer, make_scheduler
+
+torch.set_num_threads(1)
+
+
+class TinyNet(nn.Module):
+    """Conv3d + dropout + linear, with the PretextModel-style `training_step` the loop calls."""
+
+    def __init__(self, classes: int = 2, dropout: float = 0.2):
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 3, padding=1)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(4, classes)
+        self.after_steps = 0
+
+    def forward(self, x):
+        return self.fc(self.drop(self.conv(x).relu().mean((2, 3, 4))))
+
+    def training_step(self, batch):
+        logits = self(batch["clips"][0])
+        y = batch["labels"]["speed"]
+        return F.cross_entropy(logits, y), {"acc": (logits.argmax(1) == y).float().mean()}
+
+    def after_optimizer_step(self):
+        self.after_steps += 1
+
+
+def make_loader(n_videos: int = 10, batch_size: int = 2, seed: int = 0, broken=(), workers: int = 0):
+    counts = {f"/v/{i:02d}.mp4": 12 + i for i in range(n_videos)}
+    source = MemorySource(counts, broken=set(broken))
+    paths = sorted(counts)
+    ds = ClipDataset(paths, None, [counts[p] for p in paths], source, speed_sample, seed=seed)
+    sampler = EpochSampler(len(ds), seed=seed)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=collate,
+                                       num_workers=workers)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_fit_logs_checkpoints_and_calls_hooks(tmp_path):
+    torch.manual_seed(0)
+    model = TinyNet()
+    opt = make_optimizer("sgd", model.parameters(), lr=0.1)
+    sched = make_scheduler("multistep", opt, milestones=[4])
+    seen = []
+    result = fit(model, make_loader(), optimizer=opt, scheduler=sched, epochs=2, out_dir=tmp_path,
+                 prepare=BatchPreparer(crop_size=16), log_every=2, eval_fn=lambda m: {"score": 0.5},
+                 eval_every=5, checkpoint_every=3, progress=False, on_log=seen.append, config={"lr": 0.1})
+    assert result.steps == 10 and result.epochs == 2 and model.after_steps == 10
+    rows = read_csv(tmp_path / "metrics.csv")
+    train_rows = [r for r in rows if r["loss"]]
+    assert [int(r["step"]) for r in train_rows] == [2, 4, 6, 8, 10]
+    assert {"step", "epoch", "loss", "acc", "lr", "time", "val_score"} <= set(rows[0])
+    assert [float(r["val_score"]) for r in rows if r["val_score"]] == [0.5, 0.5]
+    assert float(train_rows[0]["lr"]) == pytest.approx(0.1) and float(train_rows[-1]["lr"]) == pytest.approx(0.01)
+    assert len(seen) == len(rows)
+    from vsslkit.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["step"] == 10 and state["epoch"] == 2 and state["config"] == {"lr": 0.1}
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state["model"].items())
+
+
+def test_fit_learns_a_fixed_batch(tmp_path):
+    torch.manual_seed(0)
+    model = TinyNet(dropout=0.0)
+    x = torch.randn(4, 3, 2, 6, 6)
+    y = torch.tensor([0, 1, 0, 1])
+    x[y == 1] += 1.0
+    batches = [{"clips": [x], "labels": {"speed": y}}] * 30
+    loader = torch.utils.data.DataLoader(batches, batch_size=None)
+    result = fit(model, loader, optimizer=make_optimizer("adamw", model.parameters(), lr=0.05), epochs=1,
+                 out_dir=tmp_path, log_every=1, checkpoint_every=None, progress=False)
+    losses = [r["loss"] for r in result.history]
+    assert len(losses) == 30 and losses[-1] < 0.5 * losses[0]
+
+
+def test_max_steps_amp_and_grad_clip(tmp_path):
+    torch.manual_seed(0)
+    model = TinyNet()
+    result = fit(model, make_loader(), optimizer=make_optimizer("sgd", model.parameters(), lr=0.1), max_steps=3,
+                 out_dir=tmp_path, prepare=BatchPreparer(crop_size=16), amp=True, grad_clip=0.5, log_every=1,
+                 progress=False)
+    assert result.steps == 3 and all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
+    from vsslkit.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(result.checkpoint)
+    assert state["step"] == 3 and state["sampler"]["position"] == 6 and state["epoch"] == 0
+
+
+def test_unreadable_videos_are_reported_not_fatal(tmp_path, capsys):
+    model = TinyNet()
+    fit(model, make_loader(broken={"/v/03.mp4"}), optimizer=make_optimizer("sgd", model.parameters(), lr=0.01),
+        epochs=1, out_dir=tmp_path, prepare=BatchPreparer(crop_size=16), progress=False)
+    captured = capsys.readouterr()
+    assert "skipped unreadable video /v/03.mp4" in captured.out + captured.err
+    rows = read_csv(tmp_path / "read_failures.csv")
+    assert [r["path"] for r in rows] == ["/v/03.mp4"] and "corrupt file" in rows[0]["reason"]
+
+
+def test_bad_settings_are_clear_errors(tmp_path):
+    model = TinyNet()
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer("rmsprop", model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="no trainable"):
+        make_optimizer("sgd", [p.requires_grad_(False) for p in TinyNet().parameters()], lr=0.1)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        make_scheduler("step", make_optimizer("sgd", model.parameters(), lr=0.1))
+    bad = TinyNet()
+    with pytest.raises(FloatingPointError, match="loss became nan at step 1"):
+        fit(bad, make_loader(), optimizer=make_optimizer("sgd", bad.parameters(), lr=float("inf")), max_steps=2,
+            out_dir=tmp_path, prepare=BatchPreparer(crop_size=16), progress=False)
+
+
+def test_tensorboard_logs_or_names_the_missing_package(tmp_path):
+    model = TinyNet()
+    kwargs = dict(optimizer=make_optimizer("sgd", model.parameters(), lr=0.1), max_steps=1, out_dir=tmp_path,
+                  prepare=BatchPreparer(crop_size=16), tensorboard=True, progress=False)
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(RuntimeError, match="tensorboard"):
+            fit(model, make_loader(), **kwargs)
+    else:
+        fit(model, make_loader(), **kwargs)
+        assert any((tmp_path / "tensorboard").iterdir())
