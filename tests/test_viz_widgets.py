@@ -1,0 +1,73 @@
+"""Widget callbacks are plain functions: test them without a browser."""
+
+import numpy as np
+import pytest
+
+from vsslkit.tasks import make_task
+from vsslkit.viz import widgets
+
+
+class ArrayFrames:
+    def __init__(self, n=120):
+        self.frames = np.zeros((n, 8, 8, 3), np.uint8)
+        self.frames[:, 0, 0, 0] = np.arange(n)
+        self.reads = []
+
+    def num_frames(self, path):
+        return len(self.frames)
+
+    def read(self, path, indices):
+        self.reads.append(list(indices))
+        return self.frames[np.asarray(indices)]
+
+
+@pytest.mark.parametrize(
+    "task, r1, r2, m, labels, steps",
+    [
+        ("pace", 3, 1, 5, {"speed": 2}, [3] * 15),
+        ("speed-change-coarse", 1, 3, 9, {"speed": 5}, [1] * 7 + [3] * 8),  # jump-up j=2, change at K/2=8
+        ("speed-change-coarse", 2, 2, 9, {"speed": 1}, [2] * 15),
+        ("speed-change-fine", 3, 1, 7, {"speed": 6, "loc": 2}, [3] * 6 + [1] * 9),
+        ("speed-change-fine", 2, 2, 7, {"speed": 4, "loc": 6}, [2] * 15),
+    ],
+)
+def test_build_clip_labels_and_strides(task, r1, r2, m, labels, steps):
+    choice = widgets.build_clip(task, 100, r1=r1, r2=r2, m=m, clip_len=16, start=10)
+    assert choice.error is None
+    assert choice.labels == labels
+    assert np.diff(choice.plan.indices).tolist() == steps
+    assert choice.plan.indices[0] == 10
+
+
+def test_build_clip_clamps_start_and_reports_errors():
+    choice = widgets.build_clip("pace", 40, r1=2, r2=2, clip_len=16, start=1000)
+    assert choice.plan.indices[-1] == 39
+    too_short = widgets.build_clip("pace", 20, r1=4, r2=4, clip_len=16)
+    assert too_short.plan is None and "needs 61 frames" in too_short.error
+    out_of_pool = widgets.build_clip("speed-change-fine", 100, r1=4, r2=1, m=6)
+    assert out_of_pool.plan is None and "pool" in out_of_pool.error
+
+
+def test_label_frequencies_location_primary_gives_one_seventh_constant():
+    table = widgets.label_frequencies(make_task("speed-change-fine", clip_len=16), draws=7000, seed=0)
+    loc = table["loc"]
+    assert len(loc) == 7 and loc[6]["meaning"] == "constant (dummy)"
+    assert abs(loc[6]["share"] - 1 / 7) < 0.015
+    assert sum(r["count"] for r in table["speed"]) == 7000
+    md = widgets.frequency_markdown(table)
+    assert "| 6 | constant (dummy) |" in md and "(r1, r2) = (3, 3)" in md
+
+
+def test_clip_builder_widget_callback_redraws_on_change():
+    frames = ArrayFrames()
+    shown = []
+    box = widgets.clip_builder([("a", "a.mp4")], frames, clip_len=16, display=shown.append)
+    sliders = {c.description: c for row in box.children[:2] for c in row.children}
+    sliders["task"].value = "pace"
+    sliders["r1"].value = 2
+    assert frames.reads[-1] == list(range(0, 31, 2))
+    assert "speed = 1" in box.children[2].value
+    sliders["r1"].value = 4
+    sliders["start"].value = 100  # clamped so the clip fits: last index 119
+    assert frames.reads[-1][-1] == 119
+    assert box.children[4].value[:4] == b"\x89PNG"
