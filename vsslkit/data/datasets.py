@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -104,8 +105,8 @@ class VideoIndex:
         width = max([len(c) for c in self.class_names] + [5])
         head = f"{'class':<{width}}  videos" + ("   frames" if self.num_frames is not None else "")
         lines = [
-            f"{self.layout} dataset at {self.root}: {len(self)} videos, {self.num_classes} classes, "
-            f"{len(set(self.groups))} groups",
+            (f"{self.layout} dataset at {self.root}: {len(self)} videos, {self.num_classes} classes, "
+            f"{len(set(self.groups))} groups"),
             head,
             "-" * len(head),
         ]
@@ -474,6 +475,6 @@ def label_fraction(index: VideoIndex, fraction: float, seed: int) -> VideoIndex:
         idx = np.flatnonzero(labels == label)
         if len(idx) == 0:
             continue
-        n = max(1, int(round(fraction * len(idx))))
+        n = max(1, round(fraction * len(idx)))
         keep += idx[rng.permutation(len(idx))[:n]].tolist()
     return index.subset(sorted(keep))

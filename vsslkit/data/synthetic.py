@@ -73,10 +73,11 @@ def _size_scale(size: int) -> float:
 
 def sample_params(
     class_name: str, rng: np.random.Generator, *, size: int = 64, num_frames: int | None = None,
-    scene_seed: int | None = None,
+    length_range: tuple[int, int] = (50, 200), scene_seed: int | None = None,
 ) -> VideoParams:
     """Draw one video's parameters. Appearance is drawn first and identically for every class.
 
+    Without `num_frames` the length is uniform in `length_range` (default 2–8 s at 25 fps).
     `scene_seed` fixes the background (videos of one UCF-style group share a scene).
     """
     if class_name not in CLASSES:
@@ -85,20 +86,20 @@ def sample_params(
     first = rng.integers(30, 226, size=3)
     second = np.clip(255 - first + rng.integers(-40, 41, size=3), 20, 235)  # always contrasting
     colors = (first, second)
-    appearance = dict(
-        shape=SHAPES[int(rng.integers(len(SHAPES)))],
-        texture=TEXTURES[int(rng.integers(len(TEXTURES)))],
-        texture_angle=float(rng.uniform(0, 180)),
-        texture_period=float(rng.uniform(5, 9) * k),
-        colors=(tuple(int(c) for c in colors[0]), tuple(int(c) for c in colors[1])),
-        radius=float(rng.uniform(9, 14) * k),
-        background=tuple(int(c) for c in rng.integers(20, 236, size=3)),
-        noise_amplitude=float(rng.uniform(5, 20)),
-        stripes=bool(rng.random() < 0.3),
-        scene_seed=int(rng.integers(2**31)) if scene_seed is None else int(scene_seed),
-        num_distractors=int(rng.integers(1, 3)),
-    )
-    n = int(rng.integers(50, 201)) if num_frames is None else int(num_frames)
+    appearance = {
+        "shape": SHAPES[int(rng.integers(len(SHAPES)))],
+        "texture": TEXTURES[int(rng.integers(len(TEXTURES)))],
+        "texture_angle": float(rng.uniform(0, 180)),
+        "texture_period": float(rng.uniform(5, 9) * k),
+        "colors": (tuple(int(c) for c in colors[0]), tuple(int(c) for c in colors[1])),
+        "radius": float(rng.uniform(9, 14) * k),
+        "background": tuple(int(c) for c in rng.integers(20, 236, size=3)),
+        "noise_amplitude": float(rng.uniform(5, 20)),
+        "stripes": bool(rng.random() < 0.3),
+        "scene_seed": int(rng.integers(2**31)) if scene_seed is None else int(scene_seed),
+        "num_distractors": int(rng.integers(1, 3)),
+    }
+    n = int(rng.integers(length_range[0], length_range[1] + 1)) if num_frames is None else int(num_frames)
     if n < 2:
         raise ValueError(f"num_frames must be >= 2, got {n}")
     speed = float(rng.uniform(1.0, 2.3) * k)
@@ -165,10 +166,10 @@ def trajectory(p: VideoParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         tri = np.abs(((t + phase) % (2 * half)) - half) - half / 2  # triangle wave, slope ±1
         offset = tri[:, None] * p.speed * d
     elif cls in ("Accelerate", "Decelerate"):
-        speed = _sawtooth_speed(n, p.speed * 1.6, rng)
+        steps = _sawtooth_speed(n, p.speed * 1.6, rng)[: n - 1]
         if cls == "Decelerate":  # the arrow-of-time twin of Accelerate
-            speed = speed[::-1]
-        offset = np.concatenate([[0.0], np.cumsum(speed[:-1])])[:, None] * d
+            steps = steps[::-1]
+        offset = np.concatenate([[0.0], np.cumsum(steps)])[:, None] * d
     elif cls == "StopAndGo":
         speed = np.empty(n)
         i, moving = 0, bool(rng.integers(2))
@@ -345,16 +346,16 @@ def _video_plan(videos_per_class: int) -> list[tuple[int, str, int, int]]:
     return plan
 
 
-def _make_one(job: tuple[str, int, int, str, int, int, int, int]) -> dict[str, Any]:
+def _make_one(job: tuple) -> dict[str, Any]:
     """Render and write one video; deterministic from (seed, class, group, clip)."""
-    out_dir, seed, size, cls, group, clip, fps, video_id = job
+    out_dir, seed, size, cls, group, clip, fps, video_id, length_range = job
     from vsslkit.data.writer import write_video
 
     cv2.setNumThreads(1)
     c = CLASSES.index(cls)
     scene_seed = int(np.random.default_rng([seed, c, group]).integers(2**31))  # a group shares its scene
     rng = np.random.default_rng([seed, c, group, clip])
-    p = sample_params(cls, rng, size=size, scene_seed=scene_seed)
+    p = sample_params(cls, rng, size=size, length_range=length_range, scene_seed=scene_seed)
     rel = Path("videos") / cls / f"{video_name(cls, group, clip)}.mp4"
     path = Path(out_dir) / rel
     if not path.exists():  # files are written atomically: an existing one is complete
@@ -364,17 +365,18 @@ def _make_one(job: tuple[str, int, int, str, int, int, int, int]) -> dict[str, A
     return info
 
 
-def _request(videos_per_class: int, seed: int, size: int, fps: int) -> dict[str, Any]:
+def _request(videos_per_class: int, seed: int, size: int, fps: int, length_range: tuple[int, int]) -> dict[str, Any]:
     return {
         "generator_version": GENERATOR_VERSION, "videos_per_class": videos_per_class, "seed": seed,
-        "size": size, "fps": fps, "classes": list(CLASSES), "groups_per_class": GROUPS_PER_CLASS,
+        "size": size, "fps": fps, "length_range": list(length_range), "classes": list(CLASSES),
+        "groups_per_class": GROUPS_PER_CLASS,
         "test_groups": {str(k): list(v) for k, v in TEST_GROUPS.items()},
     }
 
 
 def make_synthetic(
     out_dir: str | os.PathLike, *, videos_per_class: int = 43, seed: int = 0, size: int = 64, fps: int = 25,
-    workers: int = 2, progress: bool = True,
+    length_range: tuple[int, int] = (50, 200), workers: int = 2, progress: bool = True,
 ) -> Path:
     """Write the synthetic dataset in the UCF101 layout under `out_dir` and return `out_dir`.
 
@@ -386,8 +388,10 @@ def make_synthetic(
         raise ValueError(f"videos_per_class must be >= {GROUPS_PER_CLASS} (one per group), got {videos_per_class}")
     if size < 16 or size % 2:
         raise ValueError(f"size must be an even number >= 16, got {size}")
+    if not 2 <= length_range[0] <= length_range[1]:
+        raise ValueError(f"length_range must be (min, max) frames with 2 <= min <= max, got {length_range}")
     out = Path(out_dir).expanduser().resolve()
-    request = _request(videos_per_class, seed, size, fps)
+    request = _request(videos_per_class, seed, size, fps, tuple(length_range))
     meta_path, partial_path = out / "synthetic.json", out / "synthetic.partial.json"
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
@@ -401,7 +405,8 @@ def make_synthetic(
     out.mkdir(parents=True, exist_ok=True)
     partial_path.write_text(json.dumps(request))
     started = time.perf_counter()
-    jobs = [(str(out), seed, size, cls, g, k, fps, vid) for vid, cls, g, k in _video_plan(videos_per_class)]
+    jobs = [(str(out), seed, size, cls, g, k, fps, vid, tuple(length_range))
+            for vid, cls, g, k in _video_plan(videos_per_class)]
     videos = _run_jobs(jobs, workers, progress)
     _write_splits(out, videos)
     meta = {"request": request, "seconds": round(time.perf_counter() - started, 1), "videos": videos}

@@ -1,0 +1,140 @@
+"""The synthetic dataset: deterministic, motion-only classes, a UCF101 layout with group splits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vsslkit.data.datasets import open_dataset
+from vsslkit.data.synthetic import (
+    CLASSES,
+    TEST_GROUPS,
+    make_synthetic,
+    render,
+    render_video,
+    sample_params,
+    trajectory,
+)
+
+
+def test_fourteen_classes_and_determinism() -> None:
+    assert len(CLASSES) == 14 and len(set(CLASSES)) == 14 and all("_" not in c for c in CLASSES)
+    a = render_video("Orbit", np.random.default_rng(7), num_frames=30)
+    b = render_video("Orbit", np.random.default_rng(7), num_frames=30)
+    c = render_video("Orbit", np.random.default_rng(8), num_frames=30)
+    assert a.dtype == np.uint8 and a.shape == (30, 64, 64, 3)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert render_video("MoveUp", np.random.default_rng(0), size=32, num_frames=5).shape == (5, 32, 32, 3)
+    with pytest.raises(ValueError, match="unknown synthetic class"):
+        render_video("Jump", np.random.default_rng(0))
+
+
+def test_length_is_two_to_eight_seconds() -> None:
+    lengths = [sample_params("Bounce", np.random.default_rng(s)).num_frames for s in range(200)]
+    assert 50 <= min(lengths) and max(lengths) <= 200 and max(lengths) - min(lengths) > 100
+
+
+def test_appearance_is_independent_of_class() -> None:
+    """Same rng → same appearance for every class: the class only changes the motion."""
+    appearance = ("shape", "texture", "colors", "radius", "background", "noise_amplitude", "stripes", "scene_seed")
+    params = [sample_params(c, np.random.default_rng(11)) for c in CLASSES]
+    for p in params[1:]:
+        assert all(getattr(p, k) == getattr(params[0], k) for k in appearance)
+    # and the mean colour of the first frame does not depend on the class
+    firsts = [render(p)[0].reshape(-1, 3).mean(0) for p in params]
+    assert np.ptp(np.stack(firsts), axis=0).max() < 12
+
+
+@pytest.mark.parametrize("pair", [("MoveRight", "MoveLeft"), ("RotateCW", "RotateCCW"), ("Approach", "Recede"),
+                                  ("Accelerate", "Decelerate")])
+def test_pairs_are_time_reversals(pair: tuple[str, str]) -> None:
+    """Each pair differs only in direction / arrow of time: the reversed speed profile matches."""
+    fwd, bwd = (trajectory(sample_params(c, np.random.default_rng(5), num_frames=80)) for c in pair)
+    motion_f = np.concatenate([np.diff(fwd[0], axis=0), np.diff(fwd[1])[:, None], np.diff(np.log(fwd[2]))[:, None]], 1)
+    motion_b = np.concatenate([np.diff(bwd[0], axis=0), np.diff(bwd[1])[:, None], np.diff(np.log(bwd[2]))[:, None]], 1)
+    if pair[0] == "Accelerate":  # same direction, speed profile played backwards
+        assert np.allclose(motion_f[::-1], motion_b)
+    else:  # same magnitudes, opposite sign
+        assert np.allclose(motion_f, -motion_b)
+    assert not np.allclose(motion_f, motion_b)
+
+
+def test_single_frame_cannot_tell_approach_from_recede() -> None:
+    """Sizes are centred on the midpoint: the set of sizes over a video is the same for both."""
+    for seed in range(5):
+        grow = trajectory(sample_params("Approach", np.random.default_rng(seed)))[2]
+        shrink = trajectory(sample_params("Recede", np.random.default_rng(seed)))[2]
+        assert np.allclose(np.sort(grow), np.sort(shrink))
+        assert np.isclose(np.exp(np.log(grow).mean()), 1.0)
+        assert grow[-1] > 1.5 * grow[0] and shrink[-1] < shrink[0] / 1.5
+
+
+def test_positions_wrap_and_do_not_leak_direction() -> None:
+    """Start positions are uniform over the frame, so where the object is says nothing of where it goes."""
+    starts = np.array([sample_params("MoveRight", np.random.default_rng(s)).start for s in range(300)])
+    assert starts.min() >= 0 and starts.max() <= 64
+    assert abs(starts[:, 0].mean() - 32) < 4 and abs(starts[:, 1].mean() - 32) < 4
+    frames = render(sample_params("MoveRight", np.random.default_rng(1), num_frames=120))
+    assert frames.shape[0] == 120  # 120 frames at >= 1 px/frame cross the 64 px frame: wrapping worked
+
+
+def test_speeds_within_design_ranges() -> None:
+    for s in range(50):
+        p = sample_params("RotateCW", np.random.default_rng(s))
+        assert 1.0 <= p.speed <= 2.3 and 4.5 <= p.spin <= 10.5
+        xy, _angle, _ = trajectory(sample_params("MoveDown", np.random.default_rng(s)))
+        step = np.diff(xy, axis=0)
+        assert np.allclose(step[:, 0], 0) and np.all((1.0 <= step[:, 1]) & (step[:, 1] <= 2.3))
+
+
+def test_motion_decides_every_class() -> None:
+    """Every class moves: frame differences exceed those of the same scene with the object frozen."""
+    for c in CLASSES:
+        p = sample_params(c, np.random.default_rng(2), num_frames=40)
+        frames = render(p).astype(np.float32)
+        diff = np.abs(np.diff(frames, axis=0)).mean()
+        assert diff > 0
+        xy, angle, scale = trajectory(p)
+        moved = np.abs(np.diff(xy, axis=0)).sum() + np.abs(np.diff(angle)).sum() + np.abs(np.diff(np.log(scale))).sum()
+        assert moved > 1.0, c
+
+
+def test_make_synthetic_layout_splits_and_idempotence(tmp_path: Path) -> None:
+    kw = {"videos_per_class": 7, "size": 32, "length_range": (20, 30), "workers": 1, "progress": False}
+    out = make_synthetic(tmp_path / "syn", **kw)
+    meta = json.loads((out / "synthetic.json").read_text())
+    assert len(meta["videos"]) == 14 * 7 and meta["request"]["seed"] == 0
+    assert {"class_name", "speed", "shape", "path", "group"} <= set(meta["videos"][0])
+    assert (out / "videos" / "MoveRight" / "v_MoveRight_g01_c01.mp4").is_file()
+    for split, test_groups in TEST_GROUPS.items():
+        train = open_dataset(out, split=split, subset="train")
+        test = open_dataset(out, split=split, subset="test")
+        assert train.problems == [] and test.problems == []
+        assert train.class_names == list(CLASSES)
+        assert len(train) + len(test) == 14 * 7 and not set(train.paths) & set(test.paths)
+        assert not set(train.groups) & set(test.groups)
+        assert all(int(g[-2:]) in test_groups for g in test.groups)
+    first = (out / "videos" / "MoveRight" / "v_MoveRight_g01_c01.mp4").stat().st_mtime_ns
+    make_synthetic(out, **kw)
+    assert (out / "videos" / "MoveRight" / "v_MoveRight_g01_c01.mp4").stat().st_mtime_ns == first
+
+
+def test_result_does_not_depend_on_workers(tmp_path: Path) -> None:
+    from vsslkit.data.video import decode
+
+    kw = {"videos_per_class": 7, "size": 32, "seed": 3, "length_range": (20, 30), "progress": False}
+    one = make_synthetic(tmp_path / "one", workers=1, **kw)
+    two = make_synthetic(tmp_path / "two", workers=2, **kw)
+    meta1, meta2 = (json.loads((d / "synthetic.json").read_text())["videos"] for d in (one, two))
+    assert meta1 == meta2 and all(20 <= v["num_frames"] <= 30 for v in meta1)
+    rel = "videos/Zigzag/v_Zigzag_g03_c01.mp4"
+    assert np.array_equal(decode(one / rel), decode(two / rel))
+
+
+def test_refuses_foreign_folder(tmp_path: Path) -> None:
+    (tmp_path / "videos").mkdir()
+    with pytest.raises(FileExistsError, match="videos/ folder"):
+        make_synthetic(tmp_path, videos_per_class=7, size=32, length_range=(20, 30), workers=1, progress=False)
