@@ -1,0 +1,169 @@
+"""Supervised action classification on top of a (pretrained) backbone: fine-tuning and linear probe.
+
+`VideoClassifier` is a linear classifier on the backbone's pooled features with the same
+`training_step` shape as the pretext models, so `fit` trains both. `train_classifier` is the
+whole downstream recipe behind `vsslkit finetune`: data, loader, optimizer, schedule, fit, and a
+checkpoint + config that the evaluation code (10 clips per test video) loads afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vsslkit.data.clips import BatchPreparer, ClipDataset, EpochSampler, collate
+from vsslkit.plans import Sample, constant_plan
+from vsslkit.train.checkpoint import load_checkpoint, save_checkpoint
+from vsslkit.train.distributed import DistInfo
+from vsslkit.train.loop import FitResult, fit, make_optimizer, make_scheduler
+
+
+class VideoClassifier(nn.Module):
+    """backbone → dropout → linear; `freeze_backbone=True` gives the linear-probe protocol.
+
+    A frozen backbone is also kept in eval mode, so its BatchNorm statistics stay those it was
+    pretrained with (a probe must not adapt the representation it measures).
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, *, dropout: float = 0.5, freeze_backbone: bool = False):
+        super().__init__()
+        if not hasattr(backbone, "feature_dim"):
+            raise TypeError("the backbone must expose .feature_dim (see vsslkit.models.build_backbone)")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(int(backbone.feature_dim), num_classes)
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            for p in backbone.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> VideoClassifier:
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()
+        return self
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.backbone(clips)))
+
+    def training_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        clips = batch["clips"][0] if isinstance(batch["clips"], (list, tuple)) else batch["clips"]
+        target = batch["labels"]["class"]
+        if (target < 0).any():
+            raise ValueError("supervised training needs a class label for every video (got -1)")
+        logits = self(clips)
+        loss = F.cross_entropy(logits, target)
+        return loss, {"acc": float((logits.detach().argmax(1) == target).float().mean())}
+
+
+def load_backbone_weights(backbone: nn.Module, checkpoint: str | Path) -> list[str]:
+    """Copy the backbone weights of a pretraining checkpoint (keys `backbone.*`) into `backbone`.
+
+    Returns the missing keys (empty when everything matched); unexpected extra keys are an error
+    because they mean the checkpoint belongs to another architecture.
+    """
+    state = load_checkpoint(checkpoint)["model"]
+    prefix = "backbone."
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not weights:
+        raise ValueError(f"{checkpoint}: no 'backbone.*' weights in this checkpoint")
+    result = backbone.load_state_dict(weights, strict=False)
+    if result.unexpected_keys:
+        raise ValueError(f"{checkpoint}: weights do not fit this backbone (unexpected {result.unexpected_keys[:3]}); "
+                         "use the same --backbone and --width as in pretraining")
+    return list(result.missing_keys)
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Everything needed to rebuild the classifier for evaluation (saved as classifier.json)."""
+
+    backbone: str
+    width: float
+    num_classes: int
+    clip_len: int
+    stride: int
+    size: int
+    residual: bool
+    freeze_backbone: bool
+    dropout: float
+    class_names: tuple[str, ...] = ()
+    init: str = "random"
+
+
+def supervised_sampler(clip_len: int, stride: int, residual: bool):
+    """`sample_fn` for ClipDataset: one random constant-stride clip (K+1 frames with residuals)."""
+    frames = clip_len + int(residual)
+
+    def sample(num_frames: int, rng: np.random.Generator) -> Sample:
+        return Sample((constant_plan(num_frames, frames, stride, rng),), {})
+
+    return sample
+
+
+def train_classifier(
+    *,
+    backbone: nn.Module,
+    config: ClassifierConfig,
+    paths: Sequence[str | Path],
+    labels: Sequence[int],
+    num_frames: Sequence[int],
+    source: Any,
+    out_dir: str | Path,
+    batch_size: int = 16,
+    epochs: int = 1,
+    max_steps: int | None = None,
+    lr: float = 0.01,
+    optimizer: str = "sgd",
+    milestones: Sequence[int] = (),
+    seed: int = 0,
+    workers: int = 0,
+    device: str | torch.device = "cpu",
+    amp: bool = False,
+    resume: bool = True,
+    progress: bool = True,
+    dist_info: DistInfo | None = None,
+    log_every: int = 10,
+    checkpoint_every: int | None = 100,
+) -> tuple[VideoClassifier, FitResult]:
+    """Fine-tune (or linear-probe) a classifier; writes `out_dir/classifier.pt` + `classifier.json`.
+
+    `classifier.pt` holds `{"model": state_dict, "config": asdict(config)}`: the hook for the
+    downstream evaluation (10 uniformly spaced clips per test video).
+    """
+    info = dist_info or DistInfo(device=torch.device(device))
+    model = VideoClassifier(backbone, config.num_classes, dropout=config.dropout,
+                            freeze_backbone=config.freeze_backbone)
+    sample_fn = supervised_sampler(config.clip_len, config.stride, config.residual)
+    min_frames = (config.clip_len + int(config.residual) - 1) * config.stride + 1
+    dataset = ClipDataset(paths, labels, num_frames, source, sample_fn, seed=seed, min_frames=min_frames)
+    if dataset.skipped and info.is_main:
+        print(f"skipped {len(dataset.skipped)} videos shorter than {min_frames} frames:")
+        for path, reason in dataset.skipped:
+            print(f"  {path}: {reason}")
+    sampler = EpochSampler(len(dataset), seed=seed, rank=info.rank, world_size=info.world_size)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate,
+                                         num_workers=workers, persistent_workers=workers > 0,
+                                         pin_memory=info.device.type == "cuda", drop_last=len(sampler) > batch_size)
+    opt = make_optimizer(optimizer, model.parameters(), lr)
+    scheduler = make_scheduler("multistep", opt, milestones=milestones) if milestones else None
+    prepare = BatchPreparer(crop_size=config.size, residual=config.residual, seed=seed, device=info.device,
+                            rank=info.rank)
+    result = fit(model, loader, optimizer=opt, scheduler=scheduler, epochs=epochs, max_steps=max_steps,
+                 out_dir=out_dir, prepare=prepare, device=info.device, amp=amp, resume=resume, progress=progress,
+                 config=asdict(config), dist_info=info, log_every=log_every, checkpoint_every=checkpoint_every)
+    if info.is_main:
+        out = Path(out_dir)
+        save_checkpoint(out / "classifier.pt", {"model": model.state_dict(), "config": asdict(config)})
+        (out / "classifier.json").write_text(json.dumps(asdict(config), indent=1))
+    return model, result
