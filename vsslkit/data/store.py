@@ -1,0 +1,303 @@
+"""The decode-once frame store: every video decoded once into a uint8 `.npy` memmap.
+
+Random clips at any pace and direction then cost a fancy index into a memmap instead of a seek
+and a decode (about 100x faster on this machine; `vsslkit bench data` measures it).
+
+Layout under `root`, per video and short side (key = readable stem + hash of the absolute
+source path and the short side):
+  `<key>.npy`   uint8 `(T, h, w, 3)`, display orientation, short side resized to `short_side`
+  `<key>.json`  source path, size, mtime_ns, num_frames, fps, shape, ... and a format version
+  `<key>.lock`  flock'ed while building, so two processes never build the same video at once
+The `.npy` is written under a temporary name and renamed; the JSON is renamed into place last
+and is the commit marker: no JSON (or one that disagrees with the source's size/mtime or the
+`.npy` on disk) means "not stored", so a crash mid-build is never mistaken for a valid store.
+POSIX only (fcntl).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vsslkit.data.video import VideoError, VideoReader, frame_rotation, to_rgb
+
+FORMAT_VERSION = 1
+_COPY_CHUNK_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class StoredVideo:
+    """Shape and rate of one stored video (height/width after rotation and resizing)."""
+
+    num_frames: int
+    height: int
+    width: int
+    fps: float
+
+
+@dataclass
+class BuildReport:
+    """Which videos are in the store, and which were skipped with the reason why."""
+
+    ok: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"{len(self.ok)} videos stored, {len(self.skipped)} skipped"]
+        lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped]
+        return "\n".join(lines)
+
+
+class FrameStore:
+    """Decode-once uint8 frame cache with random access; see the module docstring for layout.
+
+    `read` opens each video's memmap once per process and caches it; the cache is not pickled,
+    so a store can be handed to DataLoader workers (fork or spawn). A video rebuilt by another
+    process after this one opened it keeps being read from the old (still valid) file until
+    `ensure` is called again here.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, short_side: int = 128):
+        if short_side < 1:
+            raise ValueError(f"short_side must be >= 1, got {short_side}")
+        self.root = Path(root)
+        self.short_side = int(short_side)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getstate__(self) -> dict:
+        return {"root": self.root, "short_side": self.short_side}
+
+    def __setstate__(self, state: dict) -> None:
+        self.root, self.short_side, self._cache = state["root"], state["short_side"], {}
+
+    def __repr__(self) -> str:
+        return f"FrameStore({str(self.root)!r}, short_side={self.short_side})"
+
+    # ------------------------------------------------------------------ public API
+
+    def ensure(self, video_path: str | os.PathLike) -> StoredVideo:
+        """Build the video's frames if missing or stale (source size/mtime changed)."""
+        source = _absolute(video_path)
+        key = self.key(source)
+        meta = self._valid_meta(source, key)
+        if meta is None:
+            self._cache.pop(key, None)
+            with _locked(self.root / f"{key}.lock"):
+                meta = self._valid_meta(source, key)  # another process may have built it meanwhile
+                if meta is None:
+                    meta = self._build(source, key)
+        return _stored(meta)
+
+    def read(self, video_path: str | os.PathLike, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Frames `indices` (any order, repeats allowed) as uint8 `(len(indices), h, w, 3)`."""
+        frames = self._memmap(video_path)
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or (len(idx) and not np.issubdtype(idx.dtype, np.integer)):
+            raise ValueError(f"{video_path}: frame indices must be a 1-D sequence of integers, got {idx.dtype} {idx.shape}")
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(frames)):
+            bad = int(idx.min()) if idx.min() < 0 else int(idx.max())
+            raise IndexError(f"{video_path}: frame index {bad} out of range for {len(frames)} stored frames")
+        return frames[idx.astype(np.int64)]
+
+    def num_frames(self, video_path: str | os.PathLike) -> int:
+        """Number of stored (= decodable) frames; builds the video first if needed."""
+        return self.ensure(video_path).num_frames
+
+    def build(
+        self, paths: Iterable[str | os.PathLike], *, progress: bool = True, workers: int = 1
+    ) -> BuildReport:
+        """Store every video; a bad one is skipped with its reason, never stopping the build.
+
+        `workers > 1` builds in that many spawned processes (the per-video lock keeps it safe).
+        """
+        from tqdm.auto import tqdm
+
+        paths = [Path(p) for p in paths]
+        reasons: dict[int, str | None] = {}
+        with tqdm(total=len(paths), desc="frame store", unit="video", disable=not progress) as bar:
+            if workers <= 1:
+                for i, path in enumerate(paths):
+                    reasons[i] = _try_ensure(self.root, self.short_side, path)
+                    bar.update(1)
+            else:
+                with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                    futures = {pool.submit(_try_ensure, self.root, self.short_side, p): i for i, p in enumerate(paths)}
+                    for future in as_completed(futures):
+                        reasons[futures[future]] = future.result()
+                        bar.update(1)
+        report = BuildReport()
+        for i, path in enumerate(paths):
+            if reasons[i] is None:
+                report.ok.append(path)
+            else:
+                report.skipped.append((path, reasons[i]))
+        return report
+
+    def key(self, video_path: str | os.PathLike) -> str:
+        """File-name key of a video: readable stem + hash of its absolute path and short side."""
+        source = _absolute(video_path)
+        digest = hashlib.sha1(f"{source}\0{self.short_side}".encode()).hexdigest()[:16]
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", source.stem)[:40]
+        return f"{stem}-{digest}"
+
+    # ------------------------------------------------------------------ internals
+
+    def _memmap(self, video_path: str | os.PathLike) -> np.ndarray:
+        key = self.key(video_path)
+        frames = self._cache.get(key)
+        if frames is None:
+            self.ensure(video_path)
+            frames = np.load(self.root / f"{key}.npy", mmap_mode="r")
+            self._cache[key] = frames
+        return frames
+
+    def _valid_meta(self, source: Path, key: str) -> dict | None:
+        """The JSON record if it commits a complete `.npy` made from the current source, else None."""
+        try:
+            meta = json.loads((self.root / f"{key}.json").read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None  # unreadable or half-written by hand: rebuild
+        stat = _source_stat(source)
+        expected = {
+            "format": FORMAT_VERSION,
+            "source": str(source),
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "short_side": self.short_side,
+        }
+        if any(meta.get(k) != v for k, v in expected.items()):
+            return None
+        if _npy_shape(self.root / f"{key}.npy") != tuple(meta.get("shape", ())):
+            return None
+        return meta
+
+    def _build(self, source: Path, key: str) -> dict:
+        stat = _source_stat(source)  # taken before decoding: a change during the build means stale
+        final_npy, final_json = self.root / f"{key}.npy", self.root / f"{key}.json"
+        for stale in self.root.glob(f".{key}.*"):  # leftovers of crashed builds (we hold the lock)
+            stale.unlink(missing_ok=True)
+        final_json.unlink(missing_ok=True)  # un-commit the old version first
+        tmp = f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        raw, tmp_npy, tmp_json = (self.root / f"{tmp}.{ext}" for ext in ("raw", "npy", "json"))
+        try:
+            count, shape, fps, rotation, codec, error = _decode_to_raw(source, raw, self.short_side)
+            stored = np.lib.format.open_memmap(tmp_npy, mode="w+", dtype=np.uint8, shape=(count, *shape))
+            flat = np.memmap(raw, dtype=np.uint8, mode="r", shape=(count, *shape))
+            step = max(1, _COPY_CHUNK_BYTES // max(1, int(np.prod(shape))))
+            for start in range(0, count, step):
+                stored[start : start + step] = flat[start : start + step]
+            stored.flush()
+            del stored, flat
+            _fsync(tmp_npy)
+            os.replace(tmp_npy, final_npy)
+            meta = {
+                "format": FORMAT_VERSION,
+                "source": str(source),
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+                "short_side": self.short_side,
+                "num_frames": count,
+                "fps": fps,
+                "shape": [count, *shape],
+                "rotation": rotation,
+                "codec": codec,
+                "decode_error": error,
+            }
+            tmp_json.write_text(json.dumps(meta, indent=1))
+            _fsync(tmp_json)
+            os.replace(tmp_json, final_json)  # the commit
+            return meta
+        finally:
+            for path in (raw, tmp_npy, tmp_json):
+                path.unlink(missing_ok=True)
+
+
+def _decode_to_raw(source: Path, raw: Path, short_side: int) -> tuple[int, tuple[int, int, int], float, int, str, str]:
+    """Stream resized RGB frames to a raw file (one decode pass, bounded memory)."""
+    shape: tuple[int, int, int] | None = None
+    rotation = 0
+    with VideoReader(source) as reader, open(raw, "wb") as out:
+        for frame in reader:
+            image = to_rgb(frame, short_side=short_side)
+            if shape is None:
+                shape, rotation = image.shape, frame_rotation(frame)
+            elif image.shape != shape:  # resolution changed mid-stream: keep the first frame's size
+                image = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+            out.write(image.tobytes())
+        rate, codec, error, count = reader.rate, reader.codec, reader.error, reader.count
+    if count == 0 or shape is None:
+        raise VideoError(source, f"no decodable frames ({error or 'empty video stream'})")
+    return count, shape, float(rate) if rate else 0.0, rotation, codec, error
+
+
+def _try_ensure(root: Path, short_side: int, path: Path) -> str | None:
+    """None when stored, else the reason (top level so spawned workers can run it)."""
+    try:
+        FrameStore(root, short_side=short_side).ensure(path)
+        return None
+    except VideoError as exc:
+        return exc.reason
+    except Exception as exc:  # one bad video must never stop a build; report it by name instead
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _stored(meta: dict) -> StoredVideo:
+    count, height, width, _ = meta["shape"]
+    return StoredVideo(num_frames=int(count), height=int(height), width=int(width), fps=float(meta["fps"]))
+
+
+def _absolute(path: str | os.PathLike) -> Path:
+    return Path(os.path.abspath(os.fspath(path)))
+
+
+def _source_stat(source: Path) -> os.stat_result:
+    try:
+        return source.stat()
+    except FileNotFoundError:
+        raise VideoError(source, "file not found") from None
+
+
+def _npy_shape(path: Path) -> tuple[int, ...] | None:
+    """Shape in a `.npy` header, or None if the file is missing, not uint8 or shorter than it claims."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+    except (OSError, ValueError):
+        return None
+    if dtype != np.uint8 or fortran or os.path.getsize(path) != offset + int(np.prod(shape)):
+        return None
+    return tuple(shape)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    with open(lock_path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
