@@ -13,7 +13,14 @@ from scipy.stats import chisquare
 from torch import nn
 
 from vsslkit.plans import VideoTooShortError
-from vsslkit.tasks import TASK_NAMES, PaceTask, SpeedChangeCoarseTask, SpeedChangeFineTask, SupervisedTask, make_task
+from vsslkit.tasks import (
+    TASK_NAMES,
+    PaceTask,
+    SpeedChangeCoarseTask,
+    SpeedChangeFineTask,
+    SupervisedTask,
+    make_task,
+)
 from vsslkit.tasks.contrastive import with_key_clip
 from vsslkit.tasks.model import PretextModel
 from vsslkit.tasks.same_batch import all_transforms

@@ -13,8 +13,9 @@ step -> `momentum_update` -> `enqueue` (an in-place queue write before backward 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
