@@ -4,5 +4,5 @@ from vsslkit.models.backbones import BACKBONE_NAMES, LAYER_NAMES, build_backbone
 from vsslkit.models.heads import LinearHead, MLPHead, MultiHead
 from vsslkit.models.norms import TemporalGroupNorm
 
-__all__ = ["BACKBONE_NAMES", "LAYER_NAMES", "build_backbone", "count_parameters", "LinearHead", "MLPHead",
-           "MultiHead", "TemporalGroupNorm"]
+__all__ = ["BACKBONE_NAMES", "LAYER_NAMES", "LinearHead", "MLPHead", "MultiHead", "TemporalGroupNorm",
+           "build_backbone", "count_parameters"]

@@ -27,6 +27,7 @@ Sizes round down (`ceil` for strided convs with padding 1, e.g. T=1 stays 1).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -58,7 +59,7 @@ BACKBONE_NAMES = ("c3d", "r3d_10", "r3d_18", "mc3_10", "mc3_18", "r2plus1d_10", 
 
 def scaled(channels: int, width: float) -> int:
     """Channel count scaled by the width multiplier (rounded, at least 1)."""
-    return max(1, int(round(channels * width)))
+    return max(1, round(channels * width))
 
 
 class StagedMixin:
@@ -68,8 +69,8 @@ class StagedMixin:
     (layer name -> name of the stage whose output it is) and `feature_dim`.
     """
 
-    stage_attrs: tuple[tuple[str, str], ...]
-    aliases: dict[str, str]
+    stage_attrs: ClassVar[tuple[tuple[str, str], ...]]
+    aliases: ClassVar[dict[str, str]]
     feature_dim: int
 
     def _resolve(self, layer: str) -> str:
@@ -141,7 +142,7 @@ class VideoResNetBackbone(StagedMixin, VideoResNet):
 
     stage_attrs = (("conv1", "stem"), ("pool2", "layer1"), ("pool3", "layer2"),
                    ("pool4", "layer3"), ("pool5", "layer4"))
-    aliases = {"pool1": "conv1"}
+    aliases: ClassVar[dict[str, str]] = {"pool1": "conv1"}
 
     def __init__(self, conv_makers: Sequence[type[nn.Module]], layers: Sequence[int], stem: nn.Module,
                  widths: Sequence[int]):
@@ -175,7 +176,7 @@ class S3DBackbone(StagedMixin, nn.Module):
 
     stage_attrs = (("conv1", "conv1"), ("pool1", "pool1"), ("pool2", "pool2"), ("pool3", "pool3"),
                    ("pool4", "pool4"), ("pool5", "pool5"))
-    aliases: dict[str, str] = {}
+    aliases: ClassVar[dict[str, str]] = {}
 
     def __init__(self) -> None:
         super().__init__()
@@ -191,10 +192,8 @@ def _split_name(name: str, depth: int | None, width: float) -> tuple[str, int | 
             raise ValueError(f"{name} is a preset {TINY_PRESETS[name]}; pass its base name to set depth/width")
         return TINY_PRESETS[name]
     for base in ("r3d", "mc3", "r2plus1d"):
-        if name == base or name.startswith(base + "_"):
-            suffix = name[len(base) + 1:]
-            if suffix and not suffix.isdigit():
-                break
+        suffix = name[len(base) + 1:]
+        if name == base or (name.startswith(base + "_") and suffix.isdigit()):
             name_depth = int(suffix) if suffix else None
             if depth is not None and name_depth is not None and depth != name_depth:
                 raise ValueError(f"backbone {name!r} has depth {name_depth}, but depth={depth} was given")
@@ -249,7 +248,9 @@ def build_backbone(name: str, *, width: float = 1.0, norm: str = "bn", depth: in
     - `norm="bn"` (BatchNorm3d) or `"tgn"`: temporal group norm with `tgn_group_frames` frames per
       group; the number of groups of each layer follows the temporal size that layer sees for
       clips of `in_frames` frames (required for tgn), so it shrinks with depth (seed 002,
-      Table 1). `trace_size` is the spatial size used to trace those temporal sizes.
+      Table 1). `trace_size` is the spatial size used to trace those temporal sizes (on the meta
+      device, free). Clips of another length still run when each layer has at least as many
+      frames as groups: every layer then splits its frames into the same number of groups.
     """
     base, depth, width = _split_name(name, depth, width)
 

@@ -17,6 +17,8 @@ C3D pools time after conv1 as well; we keep VCOP's (1,2,2) first pool.)
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import nn
 
 from vsslkit.models.backbones import StagedMixin, scaled
@@ -38,7 +40,7 @@ class C3D(StagedMixin, nn.Module):
 
     stage_attrs = (("conv1", "conv1"), ("pool1", "pool1"), ("pool2", "block2"), ("pool3", "block3"),
                    ("pool4", "block4"), ("pool5", "block5"))
-    aliases: dict[str, str] = {}
+    aliases: ClassVar[dict[str, str]] = {}
 
     def __init__(self, *, width: float = 1.0, in_channels: int = 3):
         super().__init__()

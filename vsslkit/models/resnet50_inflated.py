@@ -17,6 +17,8 @@ are aliases of pool4 (the trunk has no fifth stage). `feature_dim` = 1024 * widt
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -66,7 +68,7 @@ class InflatedResNet50(StagedMixin, nn.Module):
 
     stage_attrs = (("conv1", "stem"), ("pool1", "maxpool"), ("pool2", "layer1"), ("pool3", "layer2"),
                    ("pool4", "layer3"))
-    aliases = {"pool5": "pool4"}
+    aliases: ClassVar[dict[str, str]] = {"pool5": "pool4"}
     units = (3, 4, 6)
 
     def __init__(self, *, width: float = 1.0, in_channels: int = 3):
