@@ -158,3 +158,11 @@ def test_tgn_build_needs_clip_length():
         build_backbone("tiny_r3d", norm="tgn")
     with pytest.raises(ValueError, match="norm must be"):
         build_backbone("tiny_r3d", norm="gn")
+
+
+def test_other_clip_lengths_keep_the_group_count():
+    """Built for 8 frames: 16 frames split into the same groups (twice as long); 2 frames is too few."""
+    model = build_backbone("tiny_r3d", norm="tgn", in_frames=8, tgn_group_frames=2)
+    assert model(torch.randn(1, 3, 16, 32, 32)).shape == (1, model.feature_dim)
+    with pytest.raises(ValueError, match="4 temporal groups got only 2 frames"):
+        model(torch.randn(1, 3, 2, 32, 32))
