@@ -51,3 +51,14 @@ def test_markdown_aggregates_seeds(tmp_path):
     assert lines[3] == "| retrieval | ucf101 | pool4 | 0.10 | 1 |"
     flat = results_to_markdown(load_results(paths), aggregate_seeds=False).strip().splitlines()
     assert len(flat) == 5 and "seed" in flat[0]
+
+
+def test_report_command_writes_table(tmp_path, capsys):
+    from vsslkit.cli import main
+
+    proto = Protocol(task="svm_loo", dataset="toy", layer="pool4", seed=0)
+    path = write_result(tmp_path / "a.json", {"accuracy": 0.5}, proto)
+    out = tmp_path / "table.md"
+    assert main(["report", str(path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == out.read_text() and "| svm_loo | toy | 0.500 | 1 |" in printed  # constant columns hidden

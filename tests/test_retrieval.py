@@ -83,3 +83,26 @@ def test_bad_input_is_named():
         recall_at_k(np.zeros((2, 3)), [0, 1], np.zeros((2, 4)), [0, 1])
     with pytest.raises(ValueError, match="NaN"):
         recall_at_k(np.full((1, 2), np.nan), [0], np.zeros((2, 2)), [0, 1])
+
+
+@pytest.mark.slow
+@pytest.mark.real_videos
+def test_retrieve_command_on_real_videos(real_videos, tmp_path, capsys):
+    """Random-init tiny backbone, folder labels, leave-one-out retrieval: runs and records its protocol."""
+    import json
+
+    from vsslkit.cli import main
+
+    out = tmp_path / "r.json"
+    args = ["retrieve", "--data", str(real_videos / "labeled"), "--checkpoint", "random", "--backbone", "tiny_r3d",
+            "--clip-len", "8", "--stride", "2", "--crop-size", "64", "--store", str(tmp_path / "store"),
+            "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    print(printed)
+    assert "R@1" in printed and "R@50" in printed
+    result = json.loads(out.read_text())
+    assert result["protocol"]["extra"]["retrieval_mode"] == "leave_one_out"
+    assert result["protocol"]["layer"] == "pool5" and result["protocol"]["checkpoint"] == "random"
+    assert result["metrics"]["num_queries"] + len(result["metrics"]["skipped"]) == 23
+    assert 0.0 <= result["metrics"]["recall"]["1"] <= result["metrics"]["recall"]["50"] <= 1.0
