@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -172,13 +173,9 @@ def test_label_fraction_stratified() -> None:
 def test_subset_summary_and_frame_counts() -> None:
     index = make_index(n_classes=2, groups=1, clips=2)
 
-    class FakeReport:
-        ok = index.paths[1:]
-        skipped = [(index.paths[0], "moov atom not found")]
-
     class FakeStore:
-        def build(self, paths, *, progress=True):
-            return FakeReport
+        def build(self, paths, *, progress=True, workers=1):
+            return SimpleNamespace(ok=index.paths[1:], skipped=[(index.paths[0], "moov atom not found")])
 
         def num_frames(self, path):
             return 10 + int(path.stem[-1])
@@ -191,3 +188,15 @@ def test_subset_summary_and_frame_counts() -> None:
     assert index.subset([3, 0]).labels == [1, 0]
     with pytest.raises(ValueError, match="same length"):
         VideoIndex(Path("/x"), [Path("/a")], [], ["c"], [])
+
+
+def test_with_frame_counts_on_a_real_store(tmp_path: Path) -> None:
+    from vsslkit.data.store import FrameStore
+    from vsslkit.data.writer import write_video
+
+    rng = np.random.default_rng(0)
+    write_video(tmp_path / "d" / "a" / "ok.mp4", rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8))
+    touch(tmp_path / "d" / "b" / "bad.mp4")
+    counted, skipped = load_folder(tmp_path / "d").with_frame_counts(FrameStore(tmp_path / "store"))
+    assert counted.num_frames == [12] and counted.paths[0].name == "ok.mp4"
+    assert len(skipped) == 1 and skipped[0][0].name == "bad.mp4" and skipped[0][1]

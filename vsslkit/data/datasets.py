@@ -79,12 +79,14 @@ class VideoIndex:
             problems=list(self.problems),
         )
 
-    def with_frame_counts(self, store: Any, *, progress: bool = False) -> tuple[VideoIndex, list[tuple[Path, str]]]:
+    def with_frame_counts(
+        self, store: Any, *, progress: bool = False, workers: int = 1
+    ) -> tuple[VideoIndex, list[tuple[Path, str]]]:
         """Build/refresh `store` (a `FrameStore`) for every video; return the usable ones with frame counts.
 
         Unreadable videos are dropped and returned as `(path, reason)` so the caller reports them.
         """
-        report = store.build(self.paths, progress=progress)
+        report = store.build(self.paths, progress=progress, workers=workers)
         ok = {Path(p) for p in report.ok}
         keep = [i for i, p in enumerate(self.paths) if p in ok]
         out = self.subset(keep)
