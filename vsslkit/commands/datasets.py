@@ -217,10 +217,10 @@ def run_check(args: argparse.Namespace) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "check_report.json").write_text(json.dumps(report, indent=1))
         (out_dir / "check_report.txt").write_text(text + "\n")
-        print(f"report written to {out_dir / 'check_report.json'} and check_report.txt")
     except OSError as exc:
         print(f"error: cannot write the report to {out_dir}: {exc} (use --report-dir)", file=sys.stderr)
         return 1
+    print(f"report written to {out_dir / 'check_report.json'} and check_report.txt")
     return 0 if report["ok"] else 1
 
 
