@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from vsslkit.eval.confusion import (
-    confusion_counts, confusion_matrix, group_confusion, most_confused_pairs, normalise_rows,
+    confusion_counts,
+    confusion_matrix,
+    group_confusion,
+    most_confused_pairs,
+    normalise_rows,
 )
 
 

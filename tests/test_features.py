@@ -46,7 +46,7 @@ def test_features_by_hand_and_batch_independent():
     lengths, base = [10, 13, 9, 30, 10], [0, 40, 80, 120, 160]
     src = ArraySource(lengths, base)
     paths = list(src.videos)
-    kw = dict(num_frames=lengths, clip_len=4, stride=2, clips_per_video=3, crop_size=16)
+    kw = {"num_frames": lengths, "clip_len": 4, "stride": 2, "clips_per_video": 3, "crop_size": 16}
     a = extract_video_features(Identity(), paths, src, batch_size=2, **kw)
     b = extract_video_features(Identity(), paths, src, batch_size=100, **kw)
     np.testing.assert_allclose(a, b, rtol=1e-6)
@@ -59,7 +59,7 @@ def test_features_by_hand_and_batch_independent():
 
 def test_max_pooling_residual_and_layers():
     src = ArraySource([12], [10])
-    kw = dict(num_frames=[12], clip_len=3, stride=1, clips_per_video=2, crop_size=16)
+    kw = {"num_frames": [12], "clip_len": 3, "stride": 1, "clips_per_video": 2, "crop_size": 16}
     mx = extract_video_features(Identity(), ["v0.mp4"], src, pooling="max", **kw)
     # Clips start at 0 and 9; the max frame of each clip is start + 2.
     np.testing.assert_allclose(mx[0], (_grey_to_feature(12) + _grey_to_feature(21)) / 2, rtol=1e-5)

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from vsslkit.eval.metrics import (
-    aggregate_clips, clip_accuracy, mean_class_accuracy, per_class_accuracy, softmax, top_k_accuracy,
+    aggregate_clips,
+    clip_accuracy,
+    mean_class_accuracy,
+    per_class_accuracy,
+    softmax,
+    top_k_accuracy,
 )
 
 

@@ -33,7 +33,7 @@ def test_checkpoint_digest(tmp_path):
 def test_load_names_bad_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"metrics": 1}))
-    with pytest.raises(ValueError, match="bad.json"):
+    with pytest.raises(TypeError, match="bad.json"):
         load_results([bad])
 
 

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from vsslkit.eval.svm import PAIR_DISTANCES, leave_one_out_svm, make_pairs, pair_distances, pair_similarity_svm
+from vsslkit.eval.svm import (
+    PAIR_DISTANCES,
+    leave_one_out_svm,
+    make_pairs,
+    pair_distances,
+    pair_similarity_svm,
+)
 
 
 def _blobs(rng, n_per_class=8, classes=3, dim=6, spread=0.05):

@@ -131,9 +131,9 @@ def _backbone(args: argparse.Namespace):
 def _features(args, net, data, layers, pooling) -> tuple[dict, dict]:
     from vsslkit.eval.features import extract_layer_features
 
-    kw = dict(layers=layers, clip_len=args.clip_len, stride=args.stride, clips_per_video=args.clips_per_video,
-              pooling=pooling, crop_size=args.crop_size, residual=args.residual, batch_size=args.batch_size,
-              device=args.device)
+    kw = {"layers": layers, "clip_len": args.clip_len, "stride": args.stride, "clips_per_video": args.clips_per_video,
+              "pooling": pooling, "crop_size": args.crop_size, "residual": args.residual, "batch_size": args.batch_size,
+              "device": args.device}
     train = extract_layer_features(net, data["train"].paths, data["store"], num_frames=data["train"].num_frames, **kw)
     if data["mode"] == "leave_one_out":
         return train, train

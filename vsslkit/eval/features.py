@@ -58,7 +58,7 @@ def load_backbone_weights(backbone: nn.Module, ckpt_path: str | os.PathLike) -> 
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file name
+    except Exception as exc:
         raise ValueError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {exc})") from exc
     state, source = _find_state_dict(raw, path)
     cleaned: dict[str, torch.Tensor] = {}

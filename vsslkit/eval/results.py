@@ -104,7 +104,7 @@ def load_results(paths: list[str | os.PathLike]) -> list[dict[str, Any]]:
         if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict) or not isinstance(
             data.get("protocol"), dict
         ):
-            raise ValueError(f"{p}: result file needs 'metrics' and 'protocol' objects")
+            raise TypeError(f"{p}: result file needs 'metrics' and 'protocol' objects")
         data["path"] = str(p)
         results.append(data)
     return results

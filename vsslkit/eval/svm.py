@@ -70,7 +70,7 @@ def leave_one_out_svm(features: np.ndarray, labels: np.ndarray, *, C: float = 1.
     with warnings.catch_warnings():  # small evaluation sets trip sklearn's "looks like regression" hint
         warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
         pred = cross_val_predict(linear_svm(C, seed), x, y, cv=LeaveOneOut())
-    return {"accuracy": float(np.mean(pred == y)), "predictions": pred, "num_samples": int(len(y))}
+    return {"accuracy": float(np.mean(pred == y)), "predictions": pred, "num_samples": len(y)}
 
 
 def pair_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -201,7 +201,7 @@ def pair_similarity_svm(
         "accuracy_mean": float(np.mean(accs)),
         "accuracy_std": float(np.std(accs)),
         "fold_accuracies": accs,
-        "num_pairs": int(len(y)),
+        "num_pairs": len(y),
         "num_distances": int(x.shape[1]),
     }
 

@@ -92,8 +92,8 @@ def evaluate_classifier(
         "confusion": normalise_rows(counts).tolist(),
         "confusion_counts": counts.tolist(),
         "class_names": list(class_names),
-        "num_videos": int(len(paths)),
-        "num_clips": int(len(owners)),
+        "num_videos": len(paths),
+        "num_clips": len(owners),
         "predictions": [
             {"path": str(p), "label": int(y), "pred": int(q), "score": float(s[q])}
             for p, y, q, s in zip(paths, labels_arr, preds, video_scores)
