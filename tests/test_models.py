@@ -70,6 +70,11 @@ def test_feature_shapes(name):
     assert maps["pre_pool"] is maps["pool5"]
     assert all(m.shape[0] == 2 for m in maps.values())
     assert SHAPES[name][-1][0] == model.feature_dim
+    seen = []
+    model.layer_module("pool3").register_forward_hook(lambda _m, _i, out: seen.append(out.shape))
+    with torch.no_grad():
+        model.features(clip(), layers=("pool3",))
+    assert seen == [maps["pool3"].shape]
 
 
 def test_features_default_layers_and_early_stop():

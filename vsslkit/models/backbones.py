@@ -83,6 +83,10 @@ class StagedMixin:
                              f"choose from {sorted(set(names) | set(self.aliases) | {'pre_pool'})}")
         return target
 
+    def layer_module(self, layer: str) -> nn.Module:
+        """The module whose output is `layer` (e.g. the grad-cam target for "pre_pool")."""
+        return getattr(self, dict(self.stage_attrs)[self._resolve(layer)])
+
     def features(self, x: torch.Tensor, layers: Sequence[str] = DEFAULT_LAYERS) -> dict[str, torch.Tensor]:
         """5-D maps `(B, C, T', H', W')` of the requested layers; stops after the deepest one."""
         if isinstance(layers, str):
