@@ -76,7 +76,7 @@ class FrameStore:
         self.root = Path(root)
         self.short_side = int(short_side)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict[str, np.ndarray] = {}  # os.fspath(video_path) as given -> frames
 
     def __getstate__(self) -> dict:
         return {"root": self.root, "short_side": self.short_side}
@@ -95,7 +95,7 @@ class FrameStore:
         key = self.key(source)
         meta = self._valid_meta(source, key)
         if meta is None:
-            self._cache.pop(key, None)
+            self._cache.clear()  # rare; drops every spelling of this video's path
             with _locked(self.root / f"{key}.lock"):
                 meta = self._valid_meta(source, key)  # another process may have built it meanwhile
                 if meta is None:
@@ -157,12 +157,12 @@ class FrameStore:
     # ------------------------------------------------------------------ internals
 
     def _memmap(self, video_path: str | os.PathLike) -> np.ndarray:
-        key = self.key(video_path)
-        frames = self._cache.get(key)
+        frames = self._cache.get(os.fspath(video_path))  # hot path: no hashing, no stat
         if frames is None:
             self.ensure(video_path)
-            frames = np.load(self.root / f"{key}.npy", mmap_mode="r")
-            self._cache[key] = frames
+            # a plain ndarray view of the memmap indexes faster; it keeps the mapping alive
+            frames = np.load(self.root / f"{self.key(video_path)}.npy", mmap_mode="r").view(np.ndarray)
+            self._cache[os.fspath(video_path)] = frames
         return frames
 
     def _valid_meta(self, source: Path, key: str) -> dict | None:
@@ -253,7 +253,7 @@ def _try_ensure(root: Path, short_side: int, path: Path) -> str | None:
         return None
     except VideoError as exc:
         return exc.reason
-    except Exception as exc:  # one bad video must never stop a build; report it by name instead
+    except Exception as exc:  # noqa: BLE001 -- one bad video must never stop a build; report it by name
         return f"{type(exc).__name__}: {exc}"
 
 

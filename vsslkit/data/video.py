@@ -107,7 +107,7 @@ class VideoReader:
     def close(self) -> None:
         self.container.close()
 
-    def __enter__(self) -> VideoReader:
+    def __enter__(self) -> VideoReader:  # noqa: PYI034 (typing.Self needs Python 3.11)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -260,7 +260,7 @@ def resized_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
 
 def frame_rotation(frame: av.VideoFrame) -> int:
     """Clockwise display rotation of a decoded frame in degrees: 0, 90, 180 or 270."""
-    return int(round(-float(frame.rotation or 0) / 90.0)) * 90 % 360
+    return round(-float(frame.rotation or 0) / 90.0) * 90 % 360
 
 
 def is_video_file(path: str | os.PathLike) -> bool:
