@@ -142,6 +142,7 @@ def train_classifier(
     downstream evaluation (10 uniformly spaced clips per test video).
     """
     info = dist_info or DistInfo(device=torch.device(device))
+    plain_config = json.loads(json.dumps(asdict(config)))  # JSON types, identical in .pt and .json
     model = VideoClassifier(backbone, config.num_classes, dropout=config.dropout,
                             freeze_backbone=config.freeze_backbone)
     sample_fn = supervised_sampler(config.clip_len, config.stride, config.residual)
@@ -161,9 +162,9 @@ def train_classifier(
                             rank=info.rank)
     result = fit(model, loader, optimizer=opt, scheduler=scheduler, epochs=epochs, max_steps=max_steps,
                  out_dir=out_dir, prepare=prepare, device=info.device, amp=amp, resume=resume, progress=progress,
-                 config=asdict(config), dist_info=info, log_every=log_every, checkpoint_every=checkpoint_every)
+                 config=plain_config, dist_info=info, log_every=log_every, checkpoint_every=checkpoint_every)
     if info.is_main:
         out = Path(out_dir)
-        save_checkpoint(out / "classifier.pt", {"model": model.state_dict(), "config": asdict(config)})
-        (out / "classifier.json").write_text(json.dumps(asdict(config), indent=1))
+        save_checkpoint(out / "classifier.pt", {"model": model.state_dict(), "config": plain_config})
+        (out / "classifier.json").write_text(json.dumps(plain_config, indent=1))
     return model, result

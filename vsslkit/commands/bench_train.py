@@ -1,0 +1,152 @@
+"""`vsslkit bench train`: what the training loop costs on top of the bare model step.
+
+In one run, on the same model and batch size: (a) forward + backward + SGD step on a fixed
+in-memory batch; (b) `fit` end to end (frame-store reads of generated videos, collate,
+`prepare_batch` crops, logging, checkpoint cadence). Their ratio is the loop's overhead;
+a ratio near 1 means the data pipeline keeps up with the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="bare model step vs the full fit loop (step times, overhead, clips/s)",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--backbone", default="r3d_10")
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--frames", type=int, default=8, help="frames per clip")
+    p.add_argument("--size", type=int, default=64, help="crop size")
+    p.add_argument("--steps", type=int, default=20, help="timed steps for each measurement")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before the bare measurement")
+    p.add_argument("--videos", type=int, default=8, help="generated videos for the loop measurement")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers in the loop measurement")
+    p.add_argument("--checkpoint-every", type=int, default=10)
+    p.add_argument("--log-every", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.set_defaults(func=run)
+
+
+@dataclass(frozen=True)
+class TrainBench:
+    """Median seconds per step of the bare model step and of the full loop, and derived figures."""
+
+    bare_step_s: float
+    loop_step_s: float
+    batch_size: int
+
+    @property
+    def overhead(self) -> float:
+        return self.loop_step_s / self.bare_step_s
+
+    def clips_per_s(self, step_s: float) -> float:
+        return self.batch_size / step_s
+
+
+def bench_train(*, backbone: str = "r3d_10", width: float = 0.25, batch_size: int = 4, frames: int = 8,
+                size: int = 64, steps: int = 20, warmup: int = 2, videos: int = 8, workers: int = 0,
+                checkpoint_every: int = 10, log_every: int = 5, device: str = "cpu", seed: int = 0,
+                work_dir: str | Path | None = None) -> TrainBench:
+    """Measure (a) and (b) of the module docstring; returns seconds per step for both."""
+    import numpy as np
+    import torch
+
+    from vsslkit.data.clips import BatchPreparer, ClipDataset, EpochSampler, collate
+    from vsslkit.data.store import FrameStore
+    from vsslkit.data.writer import write_video
+    from vsslkit.models import build_backbone
+    from vsslkit.tasks import make_task
+    from vsslkit.tasks.model import PretextModel
+    from vsslkit.train.distributed import resolve_device
+    from vsslkit.train.loop import fit, make_optimizer
+
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    task = make_task("pace", clip_len=frames)
+    model = PretextModel(build_backbone(backbone, width=width), task).to(dev)
+
+    # (a) the bare step on one fixed batch
+    batch = {"clips": [torch.randn(batch_size, 3, frames, size, size, device=dev)],
+             "labels": {"speed": torch.randint(0, task.heads["speed"], (batch_size,), device=dev)}}
+    opt = make_optimizer("sgd", model.parameters(), lr=0.01)
+    model.train()
+
+    def bare_step() -> None:
+        loss, _ = model.training_step(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def time_bare() -> list[float]:
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            bare_step()
+            _sync(dev)
+            times.append(time.perf_counter() - t0)
+        return times
+
+    for _ in range(warmup):
+        bare_step()
+    bare_times = time_bare()
+
+    # (b) the same model in `fit`, fed from a frame store of generated videos
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        root = Path(tmp)
+        rng = np.random.default_rng(seed)
+        length = max(task.min_frames, 2 * frames * 4)
+        paths = []
+        for v in range(videos):
+            clip = rng.integers(0, 255, size=(length, size, size * 4 // 3 // 2 * 2, 3), dtype=np.uint8)
+            paths.append(write_video(root / "videos" / f"v{v}.mp4", clip, crf=28))
+        store = FrameStore(root / "store", short_side=size)
+        report = store.build(paths, progress=False)
+        if report.skipped:
+            raise RuntimeError(f"benchmark videos failed to store: {report.skipped}")
+        dataset = ClipDataset(paths, None, [store.num_frames(p) for p in paths], store, task.sample, seed=seed,
+                              min_frames=task.min_frames)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate,
+                                             sampler=EpochSampler(len(dataset), seed=seed), num_workers=workers,
+                                             persistent_workers=workers > 0)
+        result = fit(model, loader, optimizer=make_optimizer("sgd", model.parameters(), lr=0.01), max_steps=steps,
+                     out_dir=root / "run", prepare=BatchPreparer(crop_size=size, seed=seed, device=dev), device=dev,
+                     log_every=log_every, checkpoint_every=checkpoint_every, resume=False, progress=False)
+        # Seconds per step between consecutive log rows (each span includes its share of logging
+        # and checkpoints); the median resists the load spikes of a shared machine.
+        stamps = [0.0] + [row["time"] for row in result.history]
+        logged = [0] + [row["step"] for row in result.history]
+        loop_times = [(stamps[i + 1] - stamps[i]) / (logged[i + 1] - logged[i]) for i in range(len(stamps) - 1)]
+    bare_times += time_bare()  # again after the loop, so slow phases of the machine hit both sides
+    return TrainBench(bare_step_s=float(np.median(bare_times)), loop_step_s=float(np.median(loop_times)),
+                      batch_size=batch_size)
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    r = bench_train(backbone=args.backbone, width=args.width, batch_size=args.batch_size, frames=args.frames,
+                    size=args.size, steps=args.steps, warmup=args.warmup, videos=args.videos, workers=args.workers,
+                    checkpoint_every=args.checkpoint_every, log_every=args.log_every, device=args.device)
+    print(f"bench train: {args.backbone} width {args.width}, batch {args.batch_size} x {args.frames}x{args.size}x"
+          f"{args.size}, {args.steps} steps, {torch.get_num_threads()} threads, device {args.device}")
+    print(f"  bare model step : {r.bare_step_s * 1000:8.1f} ms/step  {r.clips_per_s(r.bare_step_s):7.1f} clips/s")
+    print(f"  full fit loop   : {r.loop_step_s * 1000:8.1f} ms/step  {r.clips_per_s(r.loop_step_s):7.1f} clips/s "
+          f"(store reads, crops, logging every {args.log_every}, checkpoint every {args.checkpoint_every})")
+    print(f"  loop overhead   : x{r.overhead:.2f} of the bare step")
+    return 0
