@@ -90,3 +90,32 @@ def test_bench_train_prints_figures(tmp_path, capsys):
     out = capsys.readouterr().out
     for text in ("bare model step", "full fit loop", "loop overhead", "clips/s"):
         assert text in out
+
+
+@pytest.mark.slow
+def test_same_batch_contrastive_pretraining_with_workers(synthetic, tmp_path):
+    out = tmp_path / "sb"
+    assert main(["pretrain", "--data", str(synthetic), "--store", str(tmp_path / "store"), "--out", str(out),
+                 "--task", "speed-change-coarse", "--contrastive", "--queue-size", "32", "--same-batch",
+                 "--workers", "2", "--steps", "2", *SMALL]) == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 2 and {"speed_acc", "ctr_loss"} <= set(rows[0])
+
+
+@pytest.mark.slow
+def test_pretrain_under_torchrun(synthetic, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "vsslkit", "pretrain", "--data", str(synthetic), "--store", str(tmp_path / "store"),
+                           "--out", str(out), "--task", "pace", "--steps", "2", *SMALL],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("pretrained 2 steps") == 1  # only rank 0 reports and writes
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 2
+    assert "Grad strides" not in proc.stderr

@@ -1,7 +1,7 @@
 """Exact resume: a run SIGKILLed mid-epoch and resumed ends with bit-identical weights.
 
 This file is also the training script the test runs in subprocesses:
-`python tests/test_resume.py OUT_DIR [STEP_SLEEP]`.
+`python tests/test_resume.py OUT_DIR [STEP_SLEEP] [WORKERS]`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 STEPS, CKPT_EVERY, BATCH, VIDEOS = 12, 3, 2, 10  # 5 steps per epoch: checkpoints 3, 6, 9 are mid-epoch
 
 
-def train(out_dir: str, step_sleep: float) -> None:
+def train(out_dir: str, step_sleep: float, workers: int) -> None:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(0)
@@ -34,14 +34,14 @@ def train(out_dir: str, step_sleep: float) -> None:
     model = TinyNet(dropout=0.3)  # dropout draws from the torch RNG: its state must be resumed too
     opt = make_optimizer("sgd", model.parameters(), lr=0.05)
     sched = make_scheduler("multistep", opt, milestones=[7])
-    fit(model, make_loader(VIDEOS, BATCH, seed=4), optimizer=opt, scheduler=sched, max_steps=STEPS,
+    fit(model, make_loader(VIDEOS, BATCH, seed=4, workers=workers), optimizer=opt, scheduler=sched, max_steps=STEPS,
         out_dir=out_dir, prepare=BatchPreparer(crop_size=16, seed=4), log_every=1, checkpoint_every=CKPT_EVERY,
         progress=False, on_log=lambda row: time.sleep(step_sleep))
 
 
-def _run(out: Path, sleep: float) -> subprocess.Popen:
+def _run(out: Path, sleep: float, workers: int = 0) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
-    return subprocess.Popen([sys.executable, __file__, str(out), str(sleep)], env=env,
+    return subprocess.Popen([sys.executable, __file__, str(out), str(sleep), str(workers)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -63,7 +63,7 @@ def _checkpoint_step(out: Path) -> int:
 @pytest.mark.slow
 def test_killed_and_resumed_run_matches_uninterrupted_bit_for_bit(tmp_path):
     ref = _run(tmp_path / "ref", 0.0)
-    killed = _run(tmp_path / "killed", 0.4)
+    killed = _run(tmp_path / "killed", 0.4, workers=2)  # worker count must not change the data either
     deadline = time.time() + 120
     while _checkpoint_step(tmp_path / "killed") < 6:
         assert killed.poll() is None, killed.stdout.read()
@@ -106,4 +106,4 @@ def test_resume_with_a_different_world_size_is_refused(tmp_path):
 
 
 if __name__ == "__main__":
-    train(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)
+    train(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.0, int(sys.argv[3]) if len(sys.argv) > 3 else 0)

@@ -8,6 +8,7 @@ writes checkpoints and logs (`DistInfo.is_main`).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +96,9 @@ def wrap_for_training(model: nn.Module, info: DistInfo, *, sync_bn: bool = False
     step = StepModule(model)
     if not info.enabled:
         return step
+    # 1x1x1 convolutions get gradients whose strides differ from DDP's bucket only in size-1
+    # dimensions: same memory layout, yet PyTorch warns on every backward. Silence just that one.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     device_ids = [info.device.index] if info.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(step, device_ids=device_ids,
                                                find_unused_parameters=find_unused_parameters)
