@@ -183,3 +183,15 @@ def test_decode_clip_matches_full_decode(tmp_path, gop):
     assert decode_clip(path, [10, 11], short_side=16).shape == (2, 16, 24, 3)
     with pytest.raises(VideoError, match="frame 90 requested"):
         decode_clip(path, [80, 90])
+
+
+def test_writer_rotation_round_trips_through_probe_and_decode(tmp_path):
+    """write_video(rotation=90) stores a display matrix that probe/decode honour."""
+    from vsslkit.data.video import decode, probe
+    from vsslkit.data.writer import write_video
+
+    frames = np.random.default_rng(0).integers(0, 255, (6, 48, 32, 3), dtype=np.uint8)  # 48 high, 32 wide
+    path = write_video(tmp_path / "rot.mp4", frames, rotation=90)
+    info = probe(path)
+    assert info.rotation == 90 and (info.width, info.height) == (48, 32)
+    assert decode(path).shape == (6, 32, 48, 3)

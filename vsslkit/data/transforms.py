@@ -1,0 +1,73 @@
+"""Clip-consistent input transforms on batched tensors.
+
+Every frame of a clip gets the same crop and flip (a per-frame jitter would itself be a motion
+cue). Transforms work on uint8 batches `(B, T, H, W, 3)` and run on whatever device the batch is
+on, so augmentation moves to the GPU when there is one.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# ImageNet statistics, as the seeds' backbones use.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def to_float_clips(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 `(B, T, H, W, 3)` → normalised float `(B, 3, T, H, W)`."""
+    x = frames.permute(0, 4, 1, 2, 3).float().div_(255.0)
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1, 1)
+    return (x - mean) / std
+
+
+def residual_frames(x: torch.Tensor) -> torch.Tensor:
+    """Differences of consecutive frames: `(B, C, K+1, H, W)` → `(B, C, K, H, W)`.
+
+    Residual input removes static appearance, so a small network must look at motion (on a
+    CPU budget slim 3D CNNs learn from residuals, not from RGB; see TECH_NOTES).
+    """
+    if x.shape[2] < 2:
+        raise ValueError(f"residual frames need at least 2 frames, got {x.shape[2]}")
+    return x[:, :, 1:] - x[:, :, :-1]
+
+
+def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """Centre square crop of uint8 `(B, T, H, W, 3)` (resizing first when a side is too small)."""
+    frames = _ensure_min_side(frames, size)
+    h, w = frames.shape[2], frames.shape[3]
+    top, left = (h - size) // 2, (w - size) // 2
+    return frames[:, :, top : top + size, left : left + size]
+
+
+def random_crop_flip(
+    frames: torch.Tensor, size: int, generator: torch.Generator, *, scale: tuple[float, float] = (0.6, 1.0), flip: bool = True
+) -> torch.Tensor:
+    """Per-clip random resized crop (+ horizontal flip), identical for every frame of a clip."""
+    frames = _ensure_min_side(frames, size)
+    b, t, h, w, c = frames.shape
+    out = torch.empty((b, t, size, size, c), dtype=torch.float32, device=frames.device)
+    for i in range(b):
+        s = float(torch.empty(1).uniform_(*scale, generator=generator))
+        side = max(1, int(round(min(h, w) * s ** 0.5)))
+        top = int(torch.randint(0, h - side + 1, (1,), generator=generator))
+        left = int(torch.randint(0, w - side + 1, (1,), generator=generator))
+        crop = frames[i, :, top : top + side, left : left + side].permute(0, 3, 1, 2).float()
+        crop = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        if flip and bool(torch.randint(0, 2, (1,), generator=generator)):
+            crop = crop.flip(-1)
+        out[i] = crop.permute(0, 2, 3, 1)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _ensure_min_side(frames: torch.Tensor, size: int) -> torch.Tensor:
+    b, t, h, w, c = frames.shape
+    if min(h, w) >= size:
+        return frames
+    scale = size / min(h, w)
+    new = (max(size, round(h * scale)), max(size, round(w * scale)))
+    x = frames.reshape(b * t, h, w, c).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=new, mode="bilinear", align_corners=False)
+    return x.permute(0, 2, 3, 1).round_().clamp_(0, 255).to(torch.uint8).reshape(b, t, *new, c)
