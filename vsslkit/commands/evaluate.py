@@ -6,13 +6,14 @@ Heavy imports (torch, the models) happen inside the command functions so `vsslki
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_STORE = Path(os.environ.get("VSSLKIT_STORE", Path.home() / ".cache" / "vsslkit" / "frames"))
+from vsslkit.data.store import default_store_dir
+
+DEFAULT_STORE = default_store_dir()
 LAYERS = ("pool3", "pool4", "pool5")
 
 

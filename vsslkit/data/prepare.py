@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vsslkit.data.datasets import HMDB_SPLIT_DIR, UCF_SPLIT_DIR, VideoIndex, load_hmdb51, load_ucf101
+from vsslkit.data.store import default_store_dir
 
 Log = Callable[[str], None]
 OFFICIAL_COUNTS = {"ucf101": 13320, "hmdb51": 6766}
@@ -45,10 +46,6 @@ class PrepareError(RuntimeError):
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = Path(path), reason
 
-
-def default_store_dir() -> Path:
-    """Where frame stores go unless told otherwise: `$VSSLKIT_STORE` or `~/.cache/vsslkit/frames`."""
-    return Path(os.environ.get("VSSLKIT_STORE", Path.home() / ".cache" / "vsslkit" / "frames"))
 
 
 # ---------------------------------------------------------------------------------------------

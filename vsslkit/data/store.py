@@ -61,6 +61,11 @@ class BuildReport:
         return "\n".join(lines)
 
 
+def default_store_dir() -> Path:
+    """Where frame stores go unless told otherwise: `$VSSLKIT_STORE` or `~/.cache/vsslkit/frames`."""
+    return Path(os.environ.get("VSSLKIT_STORE", Path.home() / ".cache" / "vsslkit" / "frames"))
+
+
 class FrameStore:
     """Decode-once uint8 frame cache with random access; see the module docstring for layout.
 
