@@ -114,7 +114,7 @@ def test_pretrain_under_torchrun(synthetic, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "vsslkit", "pretrain", "--data", str(synthetic), "--store", str(tmp_path / "store"),
                            "--out", str(out), "--task", "pace", "--steps", "2", *SMALL],
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("pretrained 2 steps") == 1  # only rank 0 reports and writes
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 2

@@ -149,7 +149,7 @@ def test_sampler_shards_cover_the_epoch_and_resume_mid_epoch():
     for s in shards:
         s.set_epoch(3)
     got = [[i for _, i in s] for s in shards]
-    assert all(len(g) == 4 for g in got) and set(sum(got, [])) == set(range(10))
+    assert all(len(g) == 4 for g in got) and {i for g in got for i in g} == set(range(10))
     assert [got[r][k] for k in range(3) for r in range(3)] == order[:9]  # rank-interleaved global order
     resumed = EpochSampler(10, seed=2)
     resumed.load_state_dict(full.state_dict(consumed=6))

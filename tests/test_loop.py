@@ -8,9 +8,9 @@ import importlib.util
 import pytest
 import torch
 import torch.nn.functional as F
+from test_clips import MemorySource, speed_sample
 from torch import nn
 
-from test_clips import MemorySource, speed_sample
 from vsslkit.data.clips import BatchPreparer, ClipDataset, EpochSampler, collate
 from vsslkit.train.loop import fit, make_optimizer, make_scheduler
 
@@ -131,8 +131,8 @@ def test_bad_settings_are_clear_errors(tmp_path):
 
 def test_tensorboard_logs_or_names_the_missing_package(tmp_path):
     model = TinyNet()
-    kwargs = dict(optimizer=make_optimizer("sgd", model.parameters(), lr=0.1), max_steps=1, out_dir=tmp_path,
-                  prepare=BatchPreparer(crop_size=16), tensorboard=True, progress=False)
+    kwargs = {"optimizer": make_optimizer("sgd", model.parameters(), lr=0.1), "max_steps": 1, "out_dir": tmp_path,
+              "prepare": BatchPreparer(crop_size=16), "tensorboard": True, "progress": False}
     if importlib.util.find_spec("tensorboard") is None:
         with pytest.raises(RuntimeError, match="tensorboard"):
             fit(model, make_loader(), **kwargs)

@@ -96,7 +96,7 @@ def test_resume_with_a_different_world_size_is_refused(tmp_path):
     from vsslkit.train.loop import fit, make_optimizer
 
     model = TinyNet()
-    kw = dict(max_steps=2, out_dir=tmp_path, prepare=BatchPreparer(crop_size=16), progress=False)
+    kw = {"max_steps": 2, "out_dir": tmp_path, "prepare": BatchPreparer(crop_size=16), "progress": False}
     fit(model, make_loader(), optimizer=make_optimizer("sgd", model.parameters(), lr=0.1), **kw)
     loader = make_loader()
     loader2 = torch.utils.data.DataLoader(loader.dataset, batch_size=2, collate_fn=loader.collate_fn,

@@ -99,9 +99,8 @@ def _length(args: argparse.Namespace) -> tuple[int, int | None]:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    import torch
-
     import numpy as np
+    import torch
 
     from vsslkit.data.clips import BatchPreparer, ClipDataset
     from vsslkit.models import build_backbone

@@ -131,7 +131,7 @@ class ClipDataset(torch.utils.data.Dataset):
             for slot, plan in zip(per_plan, sample.plans):
                 try:
                     frames = self.source.read(path, plan.indices)
-                except Exception as exc:  # noqa: BLE001 - any read error of one video must not stop training
+                except Exception as exc:
                     raise _ReadError() from exc
                 if len(frames) != len(plan.indices):
                     raise _ReadError() from RuntimeError(f"read {len(frames)} frames, asked for {len(plan.indices)}")

@@ -52,7 +52,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file name
+    except Exception as exc:
         raise RuntimeError(f"{path}: not a loadable vsslkit checkpoint ({type(exc).__name__}: {exc})") from exc
 
 
