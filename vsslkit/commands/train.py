@@ -14,7 +14,8 @@ from typing import Any
 def _common(p: argparse.ArgumentParser, *, lr: float, batch_size: int) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset root (UCF101/HMDB51 layout or class folders)")
     p.add_argument("--split", type=int, default=1, help="official split (1-3)")
-    p.add_argument("--store", type=Path, default=None, help="frame store directory (default: DATA/frame_store)")
+    p.add_argument("--store", type=Path, default=None,
+                   help="frame store directory (default: $VSSLKIT_STORE or ~/.cache/vsslkit/frames)")
     p.add_argument("--short-side", type=int, default=128, help="short side of stored frames")
     p.add_argument("--backbone", default="r3d_10")
     p.add_argument("--width", type=float, default=0.25, help="channel width multiplier")
@@ -73,13 +74,13 @@ def _load_index(args: argparse.Namespace, info: Any, *, label_fraction: float = 
     """Train index with frame counts; rank 0 builds the frame store, the others wait for it."""
     from vsslkit.data.datasets import label_fraction as take_fraction
     from vsslkit.data.datasets import open_dataset
-    from vsslkit.data.store import FrameStore
+    from vsslkit.data.store import FrameStore, default_store_dir
     from vsslkit.train.distributed import barrier
 
     index = open_dataset(args.data, split=args.split, subset="train")
     if label_fraction < 1.0:
         index = take_fraction(index, label_fraction, args.seed)
-    store = FrameStore(args.store or Path(args.data) / "frame_store", short_side=args.short_side)
+    store = FrameStore(args.store or default_store_dir(), short_side=args.short_side)
     if info.is_main:
         index_counts, skipped = index.with_frame_counts(store, progress=args.progress)
     barrier(info)
