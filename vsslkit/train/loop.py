@@ -103,7 +103,10 @@ def fit(
 
     `prepare(raw_batch, step=step)` turns a loader batch into model input (e.g. `BatchPreparer`);
     without it tensors are moved to `device`. With `resume`, an existing
-    `out_dir/checkpoints/last.pt` is loaded and training continues from the next batch.
+    `out_dir/checkpoints/last.pt` is loaded and training continues from the next batch (exactly
+    the batch an uninterrupted run would have seen when the loader uses an `EpochSampler`).
+    Checkpoints are written every `checkpoint_every` steps and at epoch ends (unless it is None),
+    and always after the last step.
     `amp` uses float16 + GradScaler on CUDA and bfloat16 autocast on CPU.
     """
     # --- setup -----------------------------------------------------------------------------
@@ -140,6 +143,9 @@ def fit(
             sampler.load_state_dict(state["sampler"])
         if info.is_main:
             tqdm.write(f"resumed from {ckpt_path} at step {step} (epoch {epoch}, item {position})")
+            if sampler is None and position:
+                tqdm.write("note: this loader has no EpochSampler; the epoch is replayed up to the resume point, "
+                           "which repeats the same batches only if the loader's order is deterministic")
 
     step_fn = wrap_for_training(model, info, sync_bn=sync_bn, find_unused_parameters=find_unused_parameters)
     if compile:
