@@ -139,3 +139,48 @@ def test_tensorboard_logs_or_names_the_missing_package(tmp_path):
     else:
         fit(model, make_loader(), **kwargs)
         assert any((tmp_path / "tensorboard").iterdir())
+
+
+class StubBackbone(nn.Module):
+    """BatchNorm + pooling: enough to see whether a probe changes a backbone's statistics."""
+
+    feature_dim = 3
+
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm3d(3)
+
+    def forward(self, x):
+        return self.bn(x).mean((2, 3, 4))
+
+
+def test_video_classifier_probe_and_finetune(tmp_path):
+    from vsslkit.train.checkpoint import save_checkpoint
+    from vsslkit.train.supervised import VideoClassifier, load_backbone_weights
+
+    x = torch.randn(4, 3, 2, 5, 5) * 3 + 1
+    batch = {"clips": [x], "labels": {"class": torch.tensor([0, 1, 2, 0])}}
+    probe = VideoClassifier(StubBackbone(), 3, freeze_backbone=True).train()
+    loss, metrics = probe.training_step(batch)
+    loss.backward()
+    assert not probe.backbone.training and probe.backbone.bn.running_mean.abs().max() == 0
+    assert probe.backbone.bn.weight.grad is None and probe.classifier.weight.grad is not None
+    assert 0.0 <= metrics["acc"] <= 1.0
+    tuned = VideoClassifier(StubBackbone(), 3).train()
+    tuned.training_step(batch)
+    assert tuned.backbone.training and tuned.backbone.bn.running_mean.abs().max() > 0
+    with pytest.raises(ValueError, match="class label"):
+        tuned.training_step({"clips": [x], "labels": {"class": torch.tensor([0, -1, 2, 0])}})
+
+    pre = StubBackbone()
+    pre.bn.weight.data.fill_(2.0)
+    save_checkpoint(tmp_path / "pre.pt", {"model": {f"backbone.{k}": v for k, v in pre.state_dict().items()}})
+    target = StubBackbone()
+    assert load_backbone_weights(target, tmp_path / "pre.pt") == []
+    assert torch.equal(target.bn.weight, pre.bn.weight)
+    save_checkpoint(tmp_path / "other.pt", {"model": {"backbone.conv.weight": torch.zeros(1)}})
+    with pytest.raises(ValueError, match="other.pt: weights do not fit"):
+        load_backbone_weights(StubBackbone(), tmp_path / "other.pt")
+    save_checkpoint(tmp_path / "none.pt", {"model": {"fc.weight": torch.zeros(1)}})
+    with pytest.raises(ValueError, match="no 'backbone"):
+        load_backbone_weights(StubBackbone(), tmp_path / "none.pt")
