@@ -181,6 +181,9 @@ def test_video_classifier_probe_and_finetune(tmp_path):
     save_checkpoint(tmp_path / "other.pt", {"model": {"backbone.conv.weight": torch.zeros(1)}})
     with pytest.raises(ValueError, match="other.pt: weights do not fit"):
         load_backbone_weights(StubBackbone(), tmp_path / "other.pt")
+    save_checkpoint(tmp_path / "wide.pt", {"model": {"backbone.bn.weight": torch.ones(5)}})
+    with pytest.raises(ValueError, match="wide.pt: weights do not fit"):
+        load_backbone_weights(StubBackbone(), tmp_path / "wide.pt")
     save_checkpoint(tmp_path / "none.pt", {"model": {"fc.weight": torch.zeros(1)}})
     with pytest.raises(ValueError, match="no 'backbone"):
         load_backbone_weights(StubBackbone(), tmp_path / "none.pt")

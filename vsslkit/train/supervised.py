@@ -77,7 +77,11 @@ def load_backbone_weights(backbone: nn.Module, checkpoint: str | Path) -> list[s
     weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not weights:
         raise ValueError(f"{checkpoint}: no 'backbone.*' weights in this checkpoint")
-    result = backbone.load_state_dict(weights, strict=False)
+    try:
+        result = backbone.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # shape mismatches: another width or architecture
+        raise ValueError(f"{checkpoint}: weights do not fit this backbone ({exc}); "
+                         "use the same --backbone and --width as in pretraining") from exc
     if result.unexpected_keys:
         raise ValueError(f"{checkpoint}: weights do not fit this backbone (unexpected {result.unexpected_keys[:3]}); "
                          "use the same --backbone and --width as in pretraining")
