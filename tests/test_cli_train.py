@@ -43,7 +43,7 @@ def test_pretrain_resume_then_finetune_from_it(synthetic, tmp_path, capsys):
     common = ["--data", str(synthetic), "--store", str(store), "--out", str(out), *SMALL]
     assert main(["pretrain", "--task", "pace", "--residual", "--steps", "2", *common]) == 0
     state = load_checkpoint(out / "checkpoints" / "last.pt")
-    assert state["step"] == 2 and state["config"]["task"] == "pace"
+    assert state["step"] == 2 and state["config"]["pretrain"]["task"] == "pace"
     assert any(k.startswith("backbone.") for k in state["model"])
     # --steps 3 on the same --out continues from the checkpoint instead of starting over
     assert main(["pretrain", "--task", "pace", "--residual", "--steps", "3", *common]) == 0

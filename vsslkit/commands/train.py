@@ -6,7 +6,6 @@ Both run alone or under `torchrun --nproc_per_node=N -m vsslkit ...` (DDP; rank 
 from __future__ import annotations
 
 import argparse
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,9 @@ def _common(p: argparse.ArgumentParser, *, lr: float, batch_size: int) -> None:
     p.add_argument("--clip-len", type=int, default=16, help="frames per clip fed to the network")
     p.add_argument("--size", type=int, default=64, help="crop size in pixels")
     p.add_argument("--residual", action="store_true", help="feed K residual frames (reads K+1 frames)")
+    p.add_argument("--norm", choices=("bn", "tgn"), default="bn", help="batch norm or temporal group norm")
+    p.add_argument("--no-flip", dest="flip", action="store_false",
+                   help="no horizontal flips (needed when labels depend on direction, e.g. the synthetic set)")
     p.add_argument("--batch-size", type=int, default=batch_size, help="clips per step and per process")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, default=None)
@@ -53,6 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--queue-size", type=int, default=2048, help="MoCo queue length")
     p.add_argument("--ctr-weight", type=float, default=0.5, help="weight of the contrastive loss")
     p.add_argument("--same-batch", action="store_true", help="each video contributes every speed class")
+    p.add_argument("--speed-pool", type=int, nargs="*", default=None,
+                   help="speeds: the fine task's pool (default 1 2 3) or the pace/coarse speeds (default 1 2 3 4)")
+    p.add_argument("--sampling", choices=("location", "class"), default=None,
+                   help="speed-change-fine: location-primary (default) or class-primary sampling")
     p.set_defaults(func=run_pretrain)
 
     p = subparsers.add_parser("finetune", help="supervised action classification from a checkpoint or from scratch",
@@ -100,70 +106,42 @@ def _length(args: argparse.Namespace) -> tuple[int, int | None]:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
-    from vsslkit.data.clips import BatchPreparer, ClipDataset
-    from vsslkit.models import build_backbone
-    from vsslkit.tasks import make_task
-    from vsslkit.tasks.contrastive import MoCo, with_key_clip
-    from vsslkit.tasks.model import PretextModel
-    from vsslkit.tasks.same_batch import all_transforms
     from vsslkit.train.distributed import cleanup, init_distributed
-    from vsslkit.train.loop import fit, make_optimizer, make_scheduler
+    from vsslkit.train.pretrain import PretrainConfig, pretrain
 
     info = init_distributed(args.device)
     try:
         torch.manual_seed(args.seed)
         index, store = _load_index(args, info)
-        task = make_task(args.task, clip_len=args.clip_len, extra_frames=int(args.residual))
-        backbone = build_backbone(args.backbone, width=args.width)
-        moco = None
-        if args.contrastive:
-            task = with_key_clip(task)
-            moco = MoCo(backbone, queue_size=args.queue_size, seed=args.seed)
-        model = PretextModel(backbone, task, contrastive=moco, ctr_weight=args.ctr_weight)
-        sample_fn = partial(all_transforms, task) if args.same_batch else task.sample
-        dataset = ClipDataset(index.paths, index.labels, index.num_frames, store, sample_fn, seed=args.seed,
-                              min_frames=task.min_frames, same_batch=args.same_batch)
-        if dataset.skipped and info.is_main:
-            print(f"skipped {len(dataset.skipped)} videos too short for task {args.task}:")
-            for path, reason in dataset.skipped:
-                print(f"  {path}: {reason}")
-        group = len(sample_fn(dataset.num_frames[0], np.random.default_rng(0))) if args.same_batch else 1
-        loader = _loader(dataset, args, info, group=group)
-        optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr)
-        scheduler = make_scheduler("multistep", optimizer, milestones=args.milestones) if args.milestones else None
+        options: dict[str, Any] = {}
+        if args.speed_pool:
+            options["pool" if args.task == "speed-change-fine" else "speeds"] = tuple(args.speed_pool)
+        if args.sampling:
+            options["primary"] = args.sampling
+        config = PretrainConfig(
+            task=args.task, task_options=options, contrastive=args.contrastive, ctr_weight=args.ctr_weight,
+            queue_size=args.queue_size, same_batch=args.same_batch, backbone=args.backbone, width=args.width,
+            norm=args.norm, clip_len=args.clip_len, size=args.size, residual=args.residual, flip=args.flip,
+            batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, milestones=tuple(args.milestones),
+            seed=args.seed)
         epochs, steps = _length(args)
-        prepare = BatchPreparer(crop_size=args.size, residual=args.residual, seed=args.seed, device=info.device,
-                                channels_last=info.device.type == "cuda", rank=info.rank)
-        result = fit(model, loader, optimizer=optimizer, scheduler=scheduler, epochs=epochs, max_steps=steps,
-                     out_dir=args.out, prepare=prepare, device=info.device, amp=args.amp, compile=args.compile,
-                     channels_last=info.device.type == "cuda", log_every=args.log_every,
-                     checkpoint_every=args.checkpoint_every, resume=args.resume, progress=args.progress,
-                     tensorboard=args.tensorboard, config=_config(args), dist_info=info, sync_bn=args.sync_bn)
+        _, result = pretrain(config, paths=index.paths, num_frames=index.num_frames, source=store, out_dir=args.out,
+                             epochs=epochs, max_steps=steps, device=info.device, workers=args.workers, amp=args.amp,
+                             compile=args.compile, resume=args.resume, progress=args.progress,
+                             log_every=args.log_every, checkpoint_every=args.checkpoint_every,
+                             tensorboard=args.tensorboard, sync_bn=args.sync_bn, dist_info=info)
         if info.is_main:
-            print(f"pretrained {result.steps} steps in {result.seconds:.1f} s; final loss {result.final_loss:.4f}; "
-                  f"checkpoint {result.checkpoint}")
+            last = result.history[-1] if result.history else {}
+            accs = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.endswith("acc"))
+            print(f"pretrained {result.steps} steps in {result.seconds:.1f} s; final loss {result.final_loss:.4f}"
+                  f"{'; ' + accs if accs else ''}; checkpoint {result.checkpoint}")
             if result.failures:
                 print(f"{len(result.failures)} clip reads failed and were replaced (see {args.out}/read_failures.csv)")
     finally:
         cleanup()
     return 0
-
-
-def _loader(dataset: Any, args: argparse.Namespace, info: Any, *, group: int = 1):
-    """Loader over an EpochSampler shard; with same-batch items (`group` clips each) --batch-size counts clips."""
-    import torch
-
-    from vsslkit.data.clips import EpochSampler, collate
-
-    sampler = EpochSampler(len(dataset), seed=args.seed, rank=info.rank, world_size=info.world_size)
-    batch_size = max(1, args.batch_size // group)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate,
-                                       num_workers=args.workers, persistent_workers=args.workers > 0,
-                                       pin_memory=info.device.type == "cuda",
-                                       drop_last=len(sampler) > batch_size)
 
 
 def run_finetune(args: argparse.Namespace) -> int:
@@ -177,7 +155,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     try:
         torch.manual_seed(args.seed)
         index, store = _load_index(args, info, label_fraction=args.label_fraction)
-        backbone = build_backbone(args.backbone, width=args.width)
+        backbone = build_backbone(args.backbone, width=args.width, norm=args.norm,
+                                  in_frames=args.clip_len if args.norm == "tgn" else None)
         if args.init != "random":
             missing = load_backbone_weights(backbone, args.init)
             if missing and info.is_main:
@@ -185,7 +164,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         config = ClassifierConfig(backbone=args.backbone, width=args.width, num_classes=index.num_classes,
                                   clip_len=args.clip_len, stride=args.stride, size=args.size,
                                   residual=args.residual, freeze_backbone=args.freeze, dropout=args.dropout,
-                                  class_names=tuple(index.class_names), init=str(args.init))
+                                  class_names=tuple(index.class_names), init=str(args.init), flip=args.flip)
         epochs, steps = _length(args)
         milestones = args.milestones
         _, result = train_classifier(

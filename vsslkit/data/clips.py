@@ -241,13 +241,16 @@ def prepare_batch(
     crop_size: int,
     train: bool,
     residual: bool = False,
+    flip: bool = True,
     generator: torch.Generator | None = None,
     device: str | torch.device = "cpu",
     channels_last: bool = False,
 ) -> dict[str, Any]:
     """uint8 frames → `{"clips": [float (B, 3, T, H, W) per plan], "labels": {k: LongTensor}}`.
 
-    Train: clip-consistent random resized crop + flip drawn from `generator`; eval: centre crop.
+    Train: clip-consistent random resized crop (+ horizontal flip unless `flip=False`: a flip
+    turns "move right" into "move left", so direction-labelled data must not flip) drawn from
+    `generator`; eval: centre crop.
     With `residual`, plans hold K+1 frames and the clips are their K differences. On CUDA the
     uint8 frames travel first (pinned, non-blocking; 4x fewer bytes than float) and augmentation
     runs on the GPU.
@@ -262,7 +265,7 @@ def prepare_batch(
             frames = (frames if frames.is_pinned() else frames.pin_memory()).to(device, non_blocking=True)
         if train:
             # The generator must live on the device the crop parameters are drawn on (CPU).
-            frames = T.random_crop_flip(frames, crop_size, generator)
+            frames = T.random_crop_flip(frames, crop_size, generator, flip=flip)
         else:
             frames = T.center_crop(frames, crop_size)
         x = T.to_float_clips(frames)
@@ -285,6 +288,7 @@ class BatchPreparer:
 
     crop_size: int
     residual: bool = False
+    flip: bool = True
     seed: int = 0
     device: str | torch.device = "cpu"
     channels_last: bool = False
@@ -296,4 +300,4 @@ class BatchPreparer:
             state = np.random.SeedSequence([self.seed, step, self.rank]).generate_state(2, dtype=np.uint32)
             generator = torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
         return prepare_batch(batch, crop_size=self.crop_size, train=train, residual=self.residual,
-                             generator=generator, device=self.device, channels_last=self.channels_last)
+                             flip=self.flip, generator=generator, device=self.device, channels_last=self.channels_last)

@@ -103,6 +103,7 @@ class ClassifierConfig:
     dropout: float
     class_names: tuple[str, ...] = ()
     init: str = "random"
+    flip: bool = True  # False for direction-labelled classes (a flip swaps left and right)
 
 
 def supervised_sampler(clip_len: int, stride: int, residual: bool):
@@ -162,8 +163,8 @@ def train_classifier(
                                          pin_memory=info.device.type == "cuda", drop_last=len(sampler) > batch_size)
     opt = make_optimizer(optimizer, model.parameters(), lr)
     scheduler = make_scheduler("multistep", opt, milestones=milestones) if milestones else None
-    prepare = BatchPreparer(crop_size=config.size, residual=config.residual, seed=seed, device=info.device,
-                            rank=info.rank)
+    prepare = BatchPreparer(crop_size=config.size, residual=config.residual, flip=config.flip, seed=seed,
+                            device=info.device, rank=info.rank)
     result = fit(model, loader, optimizer=opt, scheduler=scheduler, epochs=epochs, max_steps=max_steps,
                  out_dir=out_dir, prepare=prepare, device=info.device, amp=amp, resume=resume, progress=progress,
                  config=plain_config, dist_info=info, log_every=log_every, checkpoint_every=checkpoint_every)
