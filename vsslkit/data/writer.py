@@ -42,7 +42,8 @@ def write_video(
             stream.width, stream.height = w, h
             stream.pix_fmt = "yuv420p"
             if codec == "libx264":
-                stream.options = {"crf": str(crf), "g": str(gop), "preset": "veryfast", "bf": "0"}
+                # one encoder thread: x264 output then depends only on the frames (same seed, same bytes)
+                stream.options = {"crf": str(crf), "g": str(gop), "preset": "veryfast", "bf": "0", "threads": "1"}
             if rotation:  # display matrix; PyAV counts counter-clockwise, `rotation` is clockwise
                 stream.set_display_rotation(-int(rotation))
             for frame in frames:
