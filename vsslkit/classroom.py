@@ -55,8 +55,8 @@ class CourseData:
         """Stable text (no paths, no timings): what a notebook prints and nbval compares."""
         train_frames, test_frames = sum(self.train.num_frames or []), sum(self.test.num_frames or [])
         lines = [
-            f"synthetic course dataset ({'fast' if self.fast else 'full'} mode): {len(self.class_names)} classes, "
-            f"{len(self.train)} train videos ({train_frames} frames), {len(self.test)} test videos ({test_frames} frames)",
+            (f"synthetic course dataset ({'fast' if self.fast else 'full'} mode): {len(self.class_names)} classes, "
+             f"{len(self.train)} train videos ({train_frames} frames), {len(self.test)} test videos ({test_frames} frames)"),
             f"classes: {', '.join(self.class_names)}",
         ]
         if self.skipped:
