@@ -65,6 +65,8 @@ class PretrainConfig:
 
 def build_task(config: PretrainConfig):
     """The config's task (with K+1 frames per plan for residual input, and a key clip for MoCo)."""
+    if config.task == "none" and not config.contrastive:
+        raise ValueError("task 'none' has no pretext head: it only makes sense with contrastive=True (CL baseline)")
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in config.task_options.items()}
     task = make_task(config.task, clip_len=config.clip_len, extra_frames=int(config.residual), **options)
     return with_key_clip(task) if config.contrastive else task
@@ -146,4 +148,5 @@ def config_from_checkpoint(state: dict[str, Any]) -> PretrainConfig:
     if not raw:
         raise ValueError("this checkpoint was not written by vsslkit.train.pretrain (no config.pretrain)")
     raw["milestones"] = tuple(raw.get("milestones", ()))
+    raw["task_options"] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.get("task_options", {}).items()}
     return PretrainConfig(**raw)

@@ -1,0 +1,1 @@
+"""Experiments that combine training and evaluation: the quickstart and the thesis ablation."""
