@@ -6,11 +6,13 @@
   frame counts; a second call only checks the files (seconds), so every notebook can call it.
 - `real_video_dir()`: the folder of real test videos, or None (notebooks then skip that cell).
 - `quick_classifier()`: `train_classifier` with classroom defaults (tiny R3D, residual input).
-- `object_mask()` / `model_input()`: ground truth and model input for the CAM notebook.
+- `object_mask()` / `probe_clip()` / `model_input()`: ground truth and model input for CAM.
+- `compact_images()` / `picture()` / `difference_frames()`: pictures that keep notebooks small.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ import torch
 
 from vsslkit.data.datasets import VideoIndex, open_dataset
 from vsslkit.data.store import FrameStore, default_store_dir
-from vsslkit.data.synthetic import VideoParams, make_synthetic, trajectory
+from vsslkit.data.synthetic import VideoParams, make_synthetic, render, sample_params, trajectory
 
 FAST_VIDEOS_PER_CLASS = 8  # 112 videos in ~15 s; split 1: 5 train / 3 test per class
 FULL_VIDEOS_PER_CLASS = 43  # make_synthetic's default (602 videos, about UCF101's ratio per class)
@@ -136,6 +138,89 @@ def object_mask(params: VideoParams, *, margin: float = 1.5) -> np.ndarray:
         dx, dy = np.minimum(dx, s - dx), np.minimum(dy, s - dy)  # distances on the torus
         masks[t] = dx**2 + dy**2 <= (params.radius * scale[t] + margin) ** 2
     return masks
+
+
+def probe_clip(class_name: str, *, seed: int, num_frames: int = 17) -> tuple[np.ndarray, np.ndarray]:
+    """A fresh synthetic clip and its object mask aligned with the residual input.
+
+    Returns frames `(T, 64, 64, 3)` and a mask `(T-1, 64, 64)`: difference t spans frames t and
+    t+1, so the object counts where it is in either frame.
+    """
+    params = sample_params(class_name, np.random.default_rng(seed), num_frames=num_frames)
+    mask = object_mask(params)
+    return render(params), mask[1:] | mask[:-1]
+
+
+def difference_frames(frames: np.ndarray, *, gain: float = 4.0) -> np.ndarray:
+    """|frame t+1 - frame t| as grey uint8 `(T-1, H, W, 3)`, amplified by `gain` to be visible."""
+    frames = np.asarray(frames, dtype=np.int16)
+    diff = np.abs(np.diff(frames, axis=0)).mean(-1) * gain
+    return np.repeat(np.clip(diff, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def _jpeg(image: np.ndarray, quality: int) -> bytes:
+    import cv2
+
+    image = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[..., ::-1])  # RGB -> BGR for OpenCV
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"could not encode an image of shape {image.shape} as JPEG")
+    return buf.tobytes()
+
+
+def picture(image: np.ndarray, *, quality: int = 85):
+    """An `IPython.display.Image` (JPEG) of a uint8 RGB image such as a film strip.
+
+    JPEG, not PNG: the synthetic frames carry pixel noise that PNG cannot compress, and a
+    notebook is committed with its pictures.
+    """
+    from IPython.display import Image
+
+    return Image(data=_jpeg(image, quality), format="jpeg")
+
+
+def compact_images(fig, *, quality: int = 85):
+    """Replace every `go.Image` pixel array (also in animation frames) by a JPEG data URI.
+
+    A plotly figure stores images as nested number lists; as JPEG the same picture is 10-50x
+    smaller, which keeps notebooks with their outputs small enough to commit.
+    """
+
+    def shrink(trace) -> None:
+        if trace.type == "image" and trace.z is not None:
+            data = base64.b64encode(_jpeg(np.asarray(trace.z, dtype=np.uint8), quality)).decode("ascii")
+            trace.z = None
+            trace.source = "data:image/jpeg;base64," + data
+
+    for trace in fig.data:
+        shrink(trace)
+    for frame in fig.frames or ():
+        for trace in frame.data:
+            shrink(trace)
+    return fig
+
+
+def cam_concentrations(model: torch.nn.Module, class_names: list[str], *, seeds: range | list[int] = range(100, 106),
+                       probe_classes: tuple[str, ...] = ("MoveRight", "MoveUp", "RotateCW", "Bounce", "Zigzag", "Orbit"),
+                       num_frames: int = 9) -> dict[str, list[float]]:
+    """Heat concentration (object / background) of the activation map, GradCAM and HiResCAM.
+
+    One fresh clip per probe class (seeded), residual input, target = the clip's true class;
+    grad-cam maps target the last stage ("pre_pool"). `model` is a `VideoClassifier`.
+    """
+    from vsslkit.eval import cam
+
+    scores: dict[str, list[float]] = {"activation map": [], "gradcam": [], "hirescam": []}
+    layer = model.backbone.layer_module("pre_pool")
+    for name, seed in zip(probe_classes, seeds):
+        frames, mask = probe_clip(name, seed=seed, num_frames=num_frames)
+        clip = model_input(frames)
+        target = class_names.index(name)
+        scores["activation map"].append(cam.heat_concentration(cam.activation_map(model.backbone, clip), mask))
+        for method in ("gradcam", "hirescam"):
+            heat = cam.gradient_cam(model, clip, layer, method=method, target_class=target)
+            scores[method].append(cam.heat_concentration(heat, mask))
+    return scores
 
 
 @dataclass(frozen=True)
