@@ -107,7 +107,7 @@ def test_load_backbone_weights_strips_prefixes(tmp_path):
     assert report.unexpected == ["heads.bias", "heads.weight"]
     torch.testing.assert_close(dst[0].weight, src_net[0].weight)
     wrong = nn.Sequential(nn.Conv3d(3, 5, 1))
-    with pytest.raises(ValueError, match="ckpt.pt: 0.weight has shape"):
+    with pytest.raises(ValueError, match="ckpt.pt: weights do not fit this backbone: 0.weight has shape"):
         load_backbone_weights(wrong, path)
     torch.save({"state_dict": {"other.weight": torch.zeros(1)}}, path)
     with pytest.raises(ValueError, match="no tensor matches"):

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -22,10 +20,14 @@ from torch import nn
 
 from vsslkit.data.transforms import center_crop, residual_frames, to_float_clips
 from vsslkit.data.video import VideoError
+from vsslkit.models.weights import LoadReport, load_backbone_weights  # re-exported: one loader for the kit
 from vsslkit.plans import VideoTooShortError, uniform_plans
 
 Pooling = Literal["avg", "max"]
-_PREFIXES = ("module.", "_orig_mod.")
+
+
+__all__ = ["FrameSource", "LoadReport", "extract_layer_features", "extract_video_features", "fitting_strides",
+           "iter_clip_batches", "load_backbone_weights", "pool_features"]
 
 
 class FrameSource(Protocol):
@@ -34,73 +36,13 @@ class FrameSource(Protocol):
     def read(self, video_path: Any, indices: np.ndarray) -> np.ndarray: ...
 
 
-@dataclass(frozen=True)
-class LoadReport:
-    """Which checkpoint tensors went where: printed by the CLI so a silent mismatch is visible."""
-
-    loaded: int
-    missing: list[str]  # backbone parameters the checkpoint did not provide
-    unexpected: list[str]  # checkpoint tensors that are not backbone parameters (heads, MoCo keys…)
-    source_key: str  # where the state dict was found, e.g. "model"
-
-
-def load_backbone_weights(backbone: nn.Module, ckpt_path: str | os.PathLike) -> LoadReport:
-    """Load a backbone's weights from a vsslkit (or foreign) checkpoint, robustly.
-
-    Accepts a bare state dict or one under "model" / "state_dict" / "backbone"; strips
-    "module." / "_orig_mod." wrapper prefixes, then keeps the "backbone." entries when there
-    are any (a `PretextModel` or fine-tuned classifier) and reports everything else as
-    unexpected. Shape mismatches and a checkpoint that provides no backbone tensor at all
-    raise `ValueError` naming the file.
-    """
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {exc})") from exc
-    state, source = _find_state_dict(raw, path)
-    cleaned: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        for prefix in _PREFIXES:
-            while key.startswith(prefix):
-                key = key[len(prefix) :]
-        cleaned[key] = value
-    if any(k.startswith("backbone.") for k in cleaned):
-        picked = {k[len("backbone.") :]: v for k, v in cleaned.items() if k.startswith("backbone.")}
-        others = [k for k in cleaned if not k.startswith("backbone.")]
-    else:
-        picked, others = cleaned, []
-    own = backbone.state_dict()
-    usable = {k: v for k, v in picked.items() if k in own}
-    for key, value in usable.items():
-        if tuple(value.shape) != tuple(own[key].shape):
-            raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, backbone expects {tuple(own[key].shape)}")
-    if not usable:
-        raise ValueError(f"{path}: no tensor matches the backbone (first keys: {sorted(cleaned)[:5]})")
-    backbone.load_state_dict(usable, strict=False)
-    unexpected = sorted(others + [k for k in picked if k not in own])
-    return LoadReport(len(usable), sorted(k for k in own if k not in usable), unexpected, source)
-
-
-def _find_state_dict(raw: Any, path: Path) -> tuple[dict[str, torch.Tensor], str]:
-    if isinstance(raw, dict):
-        for key in ("model", "state_dict", "backbone"):
-            if isinstance(raw.get(key), dict):
-                return raw[key], key
-        if raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
-            return raw, "<root>"
-    raise ValueError(f"{path}: no state dict found (looked for 'model', 'state_dict', 'backbone' or a bare dict)")
-
-
 def iter_clip_batches(
     paths: Sequence[str | os.PathLike],
     frame_source: FrameSource,
     num_frames: Sequence[int],
     *,
     clip_len: int,
-    stride: int,
+    stride: int | Sequence[int],
     clips_per_video: int,
     crop_size: int,
     residual: bool,
@@ -110,10 +52,14 @@ def iter_clip_batches(
     """Yield `(video_index per clip, float clips (B, 3, T, crop, crop))` over all test clips.
 
     With `residual=True` each clip reads clip_len + 1 frames and yields their clip_len
-    differences, as the residual-input backbones were trained.
+    differences, as the residual-input backbones were trained. `stride` may be one value per
+    video (see `fitting_strides`: short test videos keep their place with a smaller stride).
     """
     if len(num_frames) != len(paths):
         raise ValueError(f"{len(paths)} paths but {len(num_frames)} frame counts")
+    strides = [int(stride)] * len(paths) if isinstance(stride, (int, np.integer)) else [int(s) for s in stride]
+    if len(strides) != len(paths):
+        raise ValueError(f"{len(paths)} paths but {len(strides)} strides")
     if batch_size < 1 or clips_per_video < 1:
         raise ValueError(f"batch_size and clips_per_video must be >= 1, got {batch_size}, {clips_per_video}")
     read_len = clip_len + (1 if residual else 0)
@@ -129,9 +75,9 @@ def iter_clip_batches(
         clips.clear()
         return out
 
-    for vi, (path, n) in enumerate(zip(paths, num_frames)):
+    for vi, (path, n, video_stride) in enumerate(zip(paths, num_frames, strides)):
         try:
-            plans = uniform_plans(int(n), read_len, stride, clips_per_video)
+            plans = uniform_plans(int(n), read_len, video_stride, clips_per_video)
         except VideoTooShortError as exc:
             raise VideoError(path, f"too short for the test clips ({exc})") from exc
         for plan in plans:
@@ -144,6 +90,23 @@ def iter_clip_batches(
                 yield flush()
     if clips:
         yield flush()
+
+
+def fitting_strides(num_frames: Sequence[int], *, clip_len: int, stride: int, residual: bool) -> list[int | None]:
+    """Per video, the largest stride <= `stride` at which one test clip fits (None: not even stride 1).
+
+    The test protocol never drops a video silently: a video too short for the nominal stride is
+    scored with the largest stride that fits (callers report it by name), and only a video
+    shorter than one stride-1 clip has no clip at all.
+    """
+    if stride < 1 or clip_len < 1:
+        raise ValueError(f"clip_len and stride must be >= 1, got {clip_len}, {stride}")
+    read_len = clip_len + int(residual)
+    out: list[int | None] = []
+    for n in num_frames:
+        fits = [s for s in range(stride, 0, -1) if (read_len - 1) * s + 1 <= int(n)]
+        out.append(fits[0] if fits else None)
+    return out
 
 
 def pool_features(fmap: torch.Tensor, pooling: Pooling) -> torch.Tensor:
@@ -165,7 +128,7 @@ def extract_layer_features(
     num_frames: Sequence[int],
     layers: Sequence[str] = ("pool5",),
     clip_len: int = 16,
-    stride: int = 1,
+    stride: int | Sequence[int] = 1,
     clips_per_video: int = 10,
     pooling: Pooling = "avg",
     crop_size: int = 112,
@@ -207,7 +170,7 @@ def extract_video_features(
     *,
     num_frames: Sequence[int],
     clip_len: int = 16,
-    stride: int = 1,
+    stride: int | Sequence[int] = 1,
     clips_per_video: int = 10,
     layer: str = "pool5",
     pooling: Pooling = "avg",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsslkit.data.clips import BatchPreparer, ClipDataset, EpochSampler, collate
+from vsslkit.models import build_backbone
+from vsslkit.models.weights import load_backbone_weights as _load_backbone_weights
+from vsslkit.models.weights import read_checkpoint
 from vsslkit.plans import Sample, constant_plan
-from vsslkit.train.checkpoint import load_checkpoint, save_checkpoint
+from vsslkit.train.checkpoint import save_checkpoint
 from vsslkit.train.distributed import DistInfo
 from vsslkit.train.loop import FitResult, fit, make_optimizer, make_scheduler
 
@@ -67,25 +70,8 @@ class VideoClassifier(nn.Module):
 
 
 def load_backbone_weights(backbone: nn.Module, checkpoint: str | Path) -> list[str]:
-    """Copy the backbone weights of a pretraining checkpoint (keys `backbone.*`) into `backbone`.
-
-    Returns the missing keys (empty when everything matched); unexpected extra keys are an error
-    because they mean the checkpoint belongs to another architecture.
-    """
-    state = load_checkpoint(checkpoint)["model"]
-    prefix = "backbone."
-    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not weights:
-        raise ValueError(f"{checkpoint}: no 'backbone.*' weights in this checkpoint")
-    try:
-        result = backbone.load_state_dict(weights, strict=False)
-    except RuntimeError as exc:  # shape mismatches: another width or architecture
-        raise ValueError(f"{checkpoint}: weights do not fit this backbone ({exc}); "
-                         "use the same --backbone and --width as in pretraining") from exc
-    if result.unexpected_keys:
-        raise ValueError(f"{checkpoint}: weights do not fit this backbone (unexpected {result.unexpected_keys[:3]}); "
-                         "use the same --backbone and --width as in pretraining")
-    return list(result.missing_keys)
+    """`vsslkit.models.weights.load_backbone_weights`, returning only the missing keys (older callers)."""
+    return _load_backbone_weights(backbone, checkpoint).missing
 
 
 @dataclass(frozen=True)
@@ -104,6 +90,48 @@ class ClassifierConfig:
     class_names: tuple[str, ...] = ()
     init: str = "random"
     flip: bool = True  # False for direction-labelled classes (a flip swaps left and right)
+    norm: str = "bn"  # "tgn": temporal group norm (built for clips of clip_len frames)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any], *, source: str | Path = "<config>") -> ClassifierConfig:
+        """Rebuild from the JSON-typed dict stored in classifier.pt / classifier.json."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown classifier config keys {unknown}")
+        try:
+            config = cls(**{**raw, "class_names": tuple(raw.get("class_names", ()))})
+        except TypeError as exc:
+            raise ValueError(f"{source}: incomplete classifier config ({exc})") from exc
+        if config.class_names and len(config.class_names) != config.num_classes:
+            raise ValueError(f"{source}: {len(config.class_names)} class names for {config.num_classes} classes")
+        return config
+
+
+def load_classifier(path: str | Path) -> tuple[VideoClassifier, ClassifierConfig]:
+    """The `VideoClassifier` saved by `train_classifier` (`{"model", "config"}`), in eval mode.
+
+    The architecture comes from the stored `ClassifierConfig`, so evaluation needs no flags;
+    every tensor must match (strict), or the error names the file.
+    """
+    raw = read_checkpoint(path)
+    if not isinstance(raw.get("model"), dict) or not isinstance(raw.get("config"), dict):
+        raise ValueError(f"{path}: not a classifier checkpoint (needs 'model' and 'config'; "
+                         "write one with `vsslkit finetune`)")
+    if "num_classes" not in raw["config"]:
+        raise ValueError(f"{path}: 'config' is not a ClassifierConfig (a pretraining checkpoint? "
+                         "fine-tune it first with `vsslkit finetune --init`)")
+    config = ClassifierConfig.from_json(raw["config"], source=path)
+    backbone = build_backbone(config.backbone, width=config.width, norm=config.norm,
+                              in_frames=config.clip_len if config.norm == "tgn" else None)
+    model = VideoClassifier(backbone, config.num_classes, dropout=config.dropout,
+                            freeze_backbone=config.freeze_backbone)
+    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in raw["model"].items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not match the classifier its config describes ({exc})") from exc
+    return model.eval(), config
 
 
 def supervised_sampler(clip_len: int, stride: int, residual: bool):
