@@ -210,7 +210,8 @@ def test_bad_task_arguments():
 
 
 def test_make_task_by_name():
-    assert TASK_NAMES == ("pace", "speed-change-coarse", "speed-change-fine", "supervised")
+    assert TASK_NAMES == ("pace", "speed-change-coarse", "speed-change-fine", "supervised", "none")
+    assert make_task("none", clip_len=8).heads == {}
     assert make_task("speed-change-fine", pool=[1, 2]).heads == {"speed": 4, "loc": 7}
     assert make_task("supervised", num_classes=3, clip_len=8, stride=2).min_frames == 15
     with pytest.raises(ValueError, match="unknown task 'speedy'"):
@@ -285,3 +286,18 @@ def test_pretext_model_trains_without_contrastive_branch():
         model.after_optimizer_step()
     assert metrics["loss"] < float(first.detach()) and set(metrics) >= {"loss", "task_loss", "speed_acc"}
     assert model(clips)["speed"].shape == (4, 4)
+
+
+def test_fine_task_without_localization_has_only_the_speed_head():
+    import torch
+
+    from vsslkit.tasks import make_task
+
+    task = make_task("speed-change-fine", clip_len=16, localize=False)
+    assert task.heads == {"speed": 9}
+    sample = task.sample(task.min_frames, np.random.default_rng(0))
+    assert set(sample.labels) == {"speed", "loc"}  # the label is still derivable, just not trained
+    heads = task.make_heads(8)
+    out = heads(torch.randn(2, 8))
+    loss, metrics = task.loss(out, {"speed": torch.tensor([0, 4]), "loc": torch.tensor([6, 6])})
+    assert set(out) == {"speed"} and "loc_acc" not in metrics and loss.requires_grad

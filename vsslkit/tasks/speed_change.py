@@ -208,6 +208,7 @@ class SpeedChangeFineTask:
     pool: tuple[int, ...] = (1, 2, 3)
     primary: str = "location"
     extra_frames: int = 0
+    localize: bool = True  # False: the "fine-grained classification only" ablation (no "loc" head)
     name: ClassVar[str] = "speed-change-fine"
 
     def __post_init__(self) -> None:
@@ -235,6 +236,8 @@ class SpeedChangeFineTask:
 
     @property
     def heads(self) -> dict[str, int]:
+        if not self.localize:  # samples keep their "loc" label; no head reads it
+            return {"speed": len(self.pool) ** 2}
         return {"speed": len(self.pool) ** 2, "loc": len(self.locations) + 1}
 
     @property
