@@ -15,6 +15,9 @@ from vsslkit.data.store import default_store_dir
 
 DEFAULT_STORE = default_store_dir()
 LAYERS = ("pool3", "pool4", "pool5")
+# Used when neither a flag nor the checkpoint says otherwise ("size" is --crop-size here).
+EVAL_DEFAULTS: dict[str, Any] = {"backbone": "tiny_r3d", "width": 1.0, "norm": "bn", "clip_len": 16, "size": 112,
+                                 "residual": False, "stride": 1}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,14 +64,18 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset root (UCF101, HMDB51 or folders)")
     p.add_argument("--split", type=int, default=1, help="official split (default 1)")
     p.add_argument("--checkpoint", required=True, help="pretrained checkpoint, or 'random' for random init")
-    p.add_argument("--backbone", default="tiny_r3d", help="backbone name (default tiny_r3d)")
-    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
-    p.add_argument("--norm", choices=("bn", "tgn"), default="bn")
-    p.add_argument("--clip-len", type=int, default=16)
-    p.add_argument("--stride", type=int, default=1)
+    d = EVAL_DEFAULTS
+    p.add_argument("--backbone", default=None, help=f"backbone name (default: the checkpoint's, else {d['backbone']})")
+    p.add_argument("--width", type=float, default=None, help=f"channel width multiplier (default: the checkpoint's, else {d['width']})")
+    p.add_argument("--norm", choices=("bn", "tgn"), default=None, help="default: the checkpoint's, else bn")
+    p.add_argument("--clip-len", type=int, default=None, help=f"default: the checkpoint's, else {d['clip_len']}")
+    p.add_argument("--stride", type=int, default=None,
+                   help="clip stride (default: the classifier's, else 1); short videos get the largest stride that fits")
     p.add_argument("--clips-per-video", type=int, default=10)
-    p.add_argument("--crop-size", type=int, default=112)
-    p.add_argument("--residual", action="store_true", help="feed frame differences (as the backbone was trained)")
+    p.add_argument("--crop-size", type=int, default=None, help=f"default: the checkpoint's size, else {d['size']}")
+    p.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None,
+                   help="feed frame differences (default: as the checkpoint was trained)")
+    p.add_argument("--short-side", type=int, default=128, help="short side of stored frames (as in training)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0, help="seeds random init, pair sampling and SVMs")
@@ -78,12 +85,33 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------- shared steps
 
 
+def _resolve(args: argparse.Namespace) -> None:
+    """Backbone/input settings: explicit flags, else --checkpoint's / --classifier's config, else defaults."""
+    from vsslkit.commands.train import checkpoint_settings, resolve_settings
+
+    sources = []
+    for ckpt in (args.checkpoint, getattr(args, "classifier", None)):
+        if ckpt is not None and str(ckpt) != "random":
+            try:
+                sources.append((str(ckpt), checkpoint_settings(ckpt)))
+            except (ValueError, FileNotFoundError) as exc:
+                raise SystemExit(str(exc)) from exc
+    taken = resolve_settings(args, defaults=EVAL_DEFAULTS, sources=sources, flags={"size": "crop_size"})
+    if taken:
+        print(f"from the checkpoint: {', '.join(taken)}", file=sys.stderr)
+
+
 def _dataset(args: argparse.Namespace) -> dict[str, Any]:
-    """Gallery (train) and query (test) indexes with frame counts; unusable videos listed, never hidden."""
+    """Gallery (train) and query (test) indexes with frame counts; unusable videos listed, never hidden.
+
+    A video too short for --stride is kept with the largest stride that fits (reported); only a
+    video shorter than one stride-1 clip is left out, by name.
+    """
     from vsslkit.data.datasets import detect_layout, open_dataset
     from vsslkit.data.store import FrameStore
+    from vsslkit.eval.features import fitting_strides
 
-    store = FrameStore(args.store)
+    store = FrameStore(args.store, short_side=args.short_side)
     layout = detect_layout(args.data)
     if layout == "folder":  # no official test split: every video queries all the others
         train = open_dataset(args.data, args.split, "train")
@@ -91,37 +119,47 @@ def _dataset(args: argparse.Namespace) -> dict[str, Any]:
     else:
         train = open_dataset(args.data, args.split, "train")
         test, mode = open_dataset(args.data, args.split, "test"), "test_to_train"
-    span = (args.clip_len + (1 if args.residual else 0) - 1) * args.stride + 1
     skipped: list[tuple[str, str]] = []
+    unreadable: dict[str, list] = {}
 
-    def usable(index):
+    def usable(index, name):
         index, bad = index.with_frame_counts(store)
+        unreadable[name] = bad
         skipped.extend((str(p), r) for p, r in bad)
-        keep = [i for i, n in enumerate(index.num_frames) if n >= span]
-        skipped.extend((str(index.paths[i]), f"{index.num_frames[i]} frames < test clip span {span}")
-                       for i in range(len(index)) if i not in set(keep))
-        return index.subset(keep)
+        strides = fitting_strides(index.num_frames, clip_len=args.clip_len, stride=args.stride, residual=args.residual)
+        keep = [i for i, s in enumerate(strides) if s is not None]
+        for i, s in enumerate(strides):
+            if s is None:
+                skipped.append((str(index.paths[i]), f"{index.num_frames[i]} frames: shorter than one test clip"))
+            elif s != args.stride:
+                print(f"{index.paths[i]}: {index.num_frames[i]} frames, test clips at stride {s}", file=sys.stderr)
+        return index, index.subset(keep), [strides[i] for i in keep]
 
-    train = usable(train)
-    test = usable(test) if test is not None else train
+    train_all, train, train_strides = usable(train, "train")
+    test_all, test, test_strides = usable(test, "test") if test is not None else (train_all, train, train_strides)
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if len(train) < 2 or len(test) < 1:
         raise SystemExit(f"{args.data}: too few usable videos ({len(train)} train, {len(test)} test)")
-    return {"store": store, "train": train, "test": test, "mode": mode, "skipped": skipped, "layout": layout}
+    return {"store": store, "train": train, "test": test, "mode": mode, "skipped": skipped, "layout": layout,
+            "train_strides": train_strides, "test_strides": test_strides, "test_all": test_all,
+            "test_unreadable": unreadable.get("test", unreadable["train"])}
 
 
 def _backbone(args: argparse.Namespace):
     import torch
 
-    from vsslkit.eval.features import load_backbone_weights
     from vsslkit.models import build_backbone
+    from vsslkit.models.weights import load_backbone_weights
 
     torch.manual_seed(args.seed)
     in_frames = args.clip_len if args.norm == "tgn" else None
     net = build_backbone(args.backbone, width=args.width, norm=args.norm, in_frames=in_frames)
     if args.checkpoint != "random":
-        report = load_backbone_weights(net, args.checkpoint)
+        try:
+            report = load_backbone_weights(net, args.checkpoint)
+        except (ValueError, FileNotFoundError) as exc:
+            raise SystemExit(str(exc)) from exc
         print(f"loaded {report.loaded} tensors from {args.checkpoint} [{report.source_key}]; "
               f"missing {len(report.missing)}, unexpected {len(report.unexpected)}", file=sys.stderr)
         if report.missing:
@@ -132,13 +170,15 @@ def _backbone(args: argparse.Namespace):
 def _features(args, net, data, layers, pooling) -> tuple[dict, dict]:
     from vsslkit.eval.features import extract_layer_features
 
-    kw = {"layers": layers, "clip_len": args.clip_len, "stride": args.stride, "clips_per_video": args.clips_per_video,
-              "pooling": pooling, "crop_size": args.crop_size, "residual": args.residual, "batch_size": args.batch_size,
-              "device": args.device}
-    train = extract_layer_features(net, data["train"].paths, data["store"], num_frames=data["train"].num_frames, **kw)
+    kw = {"layers": layers, "clip_len": args.clip_len, "clips_per_video": args.clips_per_video,
+          "pooling": pooling, "crop_size": args.crop_size, "residual": args.residual, "batch_size": args.batch_size,
+          "device": args.device}
+    train = extract_layer_features(net, data["train"].paths, data["store"], num_frames=data["train"].num_frames,
+                                   stride=data["train_strides"], **kw)
     if data["mode"] == "leave_one_out":
         return train, train
-    test = extract_layer_features(net, data["test"].paths, data["store"], num_frames=data["test"].num_frames, **kw)
+    test = extract_layer_features(net, data["test"].paths, data["store"], num_frames=data["test"].num_frames,
+                                  stride=data["test_strides"], **kw)
     return train, test
 
 
@@ -177,6 +217,7 @@ def run_retrieve(args: argparse.Namespace) -> int:
     from vsslkit.eval.results import write_result
 
     ks = tuple(int(k) for k in args.ks.split(","))
+    _resolve(args)
     data = _dataset(args)
     net = _backbone(args)
     train, test = _features(args, net, data, (args.layer,), args.pooling)
@@ -196,6 +237,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from vsslkit.eval.results import write_result
     from vsslkit.eval.svm import leave_one_out_svm, make_pairs, pair_similarity_svm
 
+    _resolve(args)
     data = _dataset(args)
     net = _backbone(args)
     train, test = _features(args, net, data, LAYERS, args.pooling)
@@ -255,38 +297,83 @@ def _balanced_subset(labels, n: int, rng):
 
 
 def _evaluate_classifier(args, data) -> None:
-    import torch
-
     from vsslkit.eval.results import checkpoint_fields, write_result
-    from vsslkit.eval.video_level import evaluate_classifier
-    from vsslkit.models import build_backbone
-    from vsslkit.tasks.model import PretextModel
-    from vsslkit.tasks.supervised import SupervisedTask
+    from vsslkit.train.supervised import load_classifier
 
-    test = data["test"]
-    backbone = build_backbone(args.backbone, width=args.width, norm=args.norm,
-                              in_frames=args.clip_len if args.norm == "tgn" else None)
-    task = SupervisedTask(num_classes=test.num_classes, clip_len=args.clip_len, stride=args.stride,
-                          extra_frames=1 if args.residual else 0)
-    model = PretextModel(backbone, task)
-    raw = torch.load(args.classifier, map_location="cpu", weights_only=True)
-    state = raw.get("model", raw) if isinstance(raw, dict) else raw
-    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
-    result = model.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if k.startswith(("backbone.", "heads."))]
-    if missing:
-        raise SystemExit(f"{args.classifier}: classifier checkpoint lacks {len(missing)} tensors, e.g. {missing[:3]}")
-    out = evaluate_classifier(model, test.paths, test.labels, data["store"], num_frames=test.num_frames,
-                              clip_len=args.clip_len, stride=args.stride, clips_per_video=args.clips_per_video,
-                              averaging=args.averaging, crop_size=args.crop_size, residual=args.residual,
-                              batch_size=args.batch_size, device=args.device, class_names=test.class_names)
-    print(f"classifier: video acc {100 * out['video_accuracy']:.1f}% ({args.averaging} averaging), "
-          f"clip acc {100 * out['clip_accuracy']:.1f}%, Hit@5 {100 * out['hit_at_5']:.1f}%")
+    if data["mode"] == "leave_one_out":
+        raise SystemExit(f"{args.data}: --classifier needs a dataset with a test split (this one is folder-per-class)")
+    try:
+        model, config = load_classifier(args.classifier)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(str(exc)) from exc
+    out = score_classifier_on(model, config, data["test_all"], data["store"], unreadable=data["test_unreadable"],
+                              clips_per_video=args.clips_per_video, averaging=args.averaging,
+                              batch_size=args.batch_size, device=args.device)
+    print_classifier_scores(out, averaging=args.averaging)
     proto = _protocol(args, data, "video_classification", averaging=args.averaging,
-                      extra={"pretrained_checkpoint": args.checkpoint})
+                      extra={"pretrained_checkpoint": args.checkpoint, "init": config.init})
+    proto.crop, proto.clip_len, proto.stride, proto.residual = config.size, config.clip_len, config.stride, config.residual
     for key, value in checkpoint_fields(args.classifier).items():  # the numbers are the classifier's
         setattr(proto, key, value)
     write_result(args.out_dir / "video_classification.json", out, proto)
+
+
+def score_classifier_on(model, config, test, store, *, unreadable=(), clips_per_video: int = 10,
+                        averaging: str = "softmax", batch_size: int = 8, device: Any = "cpu") -> dict[str, Any]:
+    """The test protocol of `vsslkit finetune` and `vsslkit evaluate --classifier` (same numbers).
+
+    `clips_per_video` uniformly spaced, centre-cropped clips per test video at the classifier's
+    clip length, stride and input; clip scores averaged per video (`averaging`). No test video is
+    dropped silently: one too short for the stride is scored at the largest stride that fits, one
+    shorter than a stride-1 clip (or unreadable) is listed by name in `unscored_videos`.
+    """
+    from vsslkit.eval.confusion import most_confused_pairs
+    from vsslkit.eval.features import fitting_strides
+    from vsslkit.eval.video_level import evaluate_classifier
+
+    if config.class_names and tuple(config.class_names) != tuple(test.class_names):
+        raise SystemExit(f"{test.root}: test classes {list(test.class_names)[:5]}… differ from the classifier's "
+                         f"{list(config.class_names)[:5]}… (another dataset?)")
+    if config.num_classes != test.num_classes:
+        raise SystemExit(f"{test.root}: {test.num_classes} test classes, the classifier has {config.num_classes}")
+    strides = fitting_strides(test.num_frames, clip_len=config.clip_len, stride=config.stride,
+                              residual=config.residual)
+    unscored = [{"path": str(p), "reason": str(r)} for p, r in unreadable]
+    unscored += [{"path": str(test.paths[i]), "reason": f"{test.num_frames[i]} frames: shorter than one test clip"}
+                 for i, s in enumerate(strides) if s is None]
+    reduced = [{"path": str(test.paths[i]), "frames": int(test.num_frames[i]), "stride": int(s)}
+               for i, s in enumerate(strides) if s is not None and s != config.stride]
+    keep = [i for i, s in enumerate(strides) if s is not None]
+    if not keep:
+        raise SystemExit(f"{test.root}: no test video is long enough for one clip")
+    scored = test.subset(keep)
+    metrics = evaluate_classifier(model, scored.paths, scored.labels, store, num_frames=scored.num_frames,
+                                  clip_len=config.clip_len, stride=[strides[i] for i in keep],
+                                  clips_per_video=clips_per_video, averaging=averaging, crop_size=config.size,
+                                  residual=config.residual, batch_size=batch_size, device=device,
+                                  class_names=list(test.class_names))
+    pairs = most_confused_pairs(metrics["confusion"], list(test.class_names), k=5)
+    metrics["most_confused"] = [{"true": t, "predicted": q, "fraction": v} for t, q, v in pairs]
+    metrics["test_videos"] = len(test) + len(unreadable)
+    metrics["unscored_videos"] = unscored
+    metrics["reduced_stride_videos"] = reduced
+    return metrics
+
+
+def print_classifier_scores(metrics: dict[str, Any], *, averaging: str) -> None:
+    """Clip accuracy, video accuracy, Hit@5, the most confused pairs and every unscored video."""
+    print(f"test: video accuracy {100 * metrics['video_accuracy']:.1f}% ({averaging} averaging over "
+          f"{metrics['num_clips'] // max(1, metrics['num_videos'])} clips), clip accuracy "
+          f"{100 * metrics['clip_accuracy']:.1f}%, Hit@5 {100 * metrics['hit_at_5']:.1f}% "
+          f"({metrics['num_videos']} of {metrics['test_videos']} test videos scored)")
+    if metrics["most_confused"]:
+        print("most confused (true -> predicted, fraction of the true class):")
+        for pair in metrics["most_confused"]:
+            print(f"  {pair['true']} -> {pair['predicted']}: {100 * pair['fraction']:.0f}%")
+    for video in metrics["reduced_stride_videos"]:
+        print(f"  short test video scored at stride {video['stride']}: {video['path']} ({video['frames']} frames)")
+    for video in metrics["unscored_videos"]:
+        print(f"  NOT scored: {video['path']}: {video['reason']}")
 
 
 def run_report(args: argparse.Namespace) -> int:
