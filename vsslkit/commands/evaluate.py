@@ -94,7 +94,7 @@ def _resolve(args: argparse.Namespace) -> None:
         if ckpt is not None and str(ckpt) != "random":
             try:
                 sources.append((str(ckpt), checkpoint_settings(ckpt)))
-            except (ValueError, FileNotFoundError) as exc:
+            except (ValueError, TypeError, FileNotFoundError) as exc:
                 raise SystemExit(str(exc)) from exc
     taken = resolve_settings(args, defaults=EVAL_DEFAULTS, sources=sources, flags={"size": "crop_size"})
     if taken:
@@ -121,6 +121,7 @@ def _dataset(args: argparse.Namespace) -> dict[str, Any]:
         test, mode = open_dataset(args.data, args.split, "test"), "test_to_train"
     skipped: list[tuple[str, str]] = []
     unreadable: dict[str, list] = {}
+    reduced: set[str] = set()
 
     def usable(index, name):
         index, bad = index.with_frame_counts(store)
@@ -132,6 +133,7 @@ def _dataset(args: argparse.Namespace) -> dict[str, Any]:
             if s is None:
                 skipped.append((str(index.paths[i]), f"{index.num_frames[i]} frames: shorter than one test clip"))
             elif s != args.stride:
+                reduced.add(str(index.paths[i]))
                 print(f"{index.paths[i]}: {index.num_frames[i]} frames, test clips at stride {s}", file=sys.stderr)
         return index, index.subset(keep), [strides[i] for i in keep]
 
@@ -143,7 +145,7 @@ def _dataset(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"{args.data}: too few usable videos ({len(train)} train, {len(test)} test)")
     return {"store": store, "train": train, "test": test, "mode": mode, "skipped": skipped, "layout": layout,
             "train_strides": train_strides, "test_strides": test_strides, "test_all": test_all,
-            "test_unreadable": unreadable.get("test", unreadable["train"])}
+            "test_unreadable": unreadable.get("test", unreadable["train"]), "reduced_stride": sorted(reduced)}
 
 
 def _backbone(args: argparse.Namespace):
@@ -158,7 +160,7 @@ def _backbone(args: argparse.Namespace):
     if args.checkpoint != "random":
         try:
             report = load_backbone_weights(net, args.checkpoint)
-        except (ValueError, FileNotFoundError) as exc:
+        except (ValueError, TypeError, FileNotFoundError) as exc:
             raise SystemExit(str(exc)) from exc
         print(f"loaded {report.loaded} tensors from {args.checkpoint} [{report.source_key}]; "
               f"missing {len(report.missing)}, unexpected {len(report.unexpected)}", file=sys.stderr)
@@ -185,8 +187,9 @@ def _features(args, net, data, layers, pooling) -> tuple[dict, dict]:
 def _protocol(args, data, task: str, **fields):
     from vsslkit.eval.results import Protocol, checkpoint_fields
 
-    extra = {"retrieval_mode": data["mode"], "skipped_videos": len(data["skipped"]), "width": args.width,
-             "norm": args.norm, **fields.pop("extra", {})}
+    extra = {"retrieval_mode": data["mode"], "skipped_videos": len(data["skipped"]),
+             "reduced_stride_videos": len(data["reduced_stride"]), "width": args.width, "norm": args.norm,
+             "short_side": args.short_side, **fields.pop("extra", {})}
     return Protocol(
         task=task, dataset=f"{Path(args.data).name} ({data['layout']})", split=args.split,
         subset="all" if data["mode"] == "leave_one_out" else "test", clips_per_video=args.clips_per_video,
@@ -304,7 +307,7 @@ def _evaluate_classifier(args, data) -> None:
         raise SystemExit(f"{args.data}: --classifier needs a dataset with a test split (this one is folder-per-class)")
     try:
         model, config = load_classifier(args.classifier)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError) as exc:
         raise SystemExit(str(exc)) from exc
     out = score_classifier_on(model, config, data["test_all"], data["store"], unreadable=data["test_unreadable"],
                               clips_per_video=args.clips_per_video, averaging=args.averaging,

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
-
 
 # Backbone and input settings a checkpoint fixes; None on the command line means "not given".
 BACKBONE_SETTINGS: tuple[str, ...] = ("backbone", "width", "norm", "clip_len", "size", "residual")
@@ -63,7 +63,7 @@ def resolve_settings(
         dest = flags.get(key, key)
         given = getattr(args, dest)
         found = [(src, settings[key]) for src, settings in sources if key in settings]
-        for (src_a, a), (src_b, b) in zip(found, found[1:]):
+        for (src_a, a), (src_b, b) in pairwise(found):
             if not _same(a, b):
                 raise SystemExit(f"{src_a} has {key}={a!r} but {src_b} has {key}={b!r}: they do not belong together")
         if given is not None and found and not _same(given, found[0][1]):
@@ -251,7 +251,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         if args.init != "random":
             try:
                 report = load_backbone_weights(backbone, args.init)
-            except (ValueError, FileNotFoundError) as exc:
+            except (ValueError, TypeError, FileNotFoundError) as exc:
                 raise SystemExit(str(exc)) from exc
             if info.is_main:
                 print(f"loaded {report.loaded} backbone tensors from {args.init} [{report.source_key}]; "
@@ -284,7 +284,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 def _settings_or_exit(checkpoint: str) -> dict[str, Any]:
     try:
         settings = checkpoint_settings(checkpoint)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError) as exc:
         raise SystemExit(str(exc)) from exc
     settings.pop("stride", None)  # a fine-tuning stride is this run's choice, not the backbone's
     return settings

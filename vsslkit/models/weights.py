@@ -48,7 +48,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as exc:
         raise ValueError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: checkpoint holds a {type(raw).__name__}, expected a dict")
+        raise TypeError(f"{path}: checkpoint holds a {type(raw).__name__}, expected a dict")
     return raw
 
 

@@ -116,7 +116,7 @@ def load_classifier(path: str | Path) -> tuple[VideoClassifier, ClassifierConfig
     """
     raw = read_checkpoint(path)
     if not isinstance(raw.get("model"), dict) or not isinstance(raw.get("config"), dict):
-        raise ValueError(f"{path}: not a classifier checkpoint (needs 'model' and 'config'; "
+        raise TypeError(f"{path}: not a classifier checkpoint (needs 'model' and 'config'; "
                          "write one with `vsslkit finetune`)")
     if "num_classes" not in raw["config"]:
         raise ValueError(f"{path}: 'config' is not a ClassifierConfig (a pretraining checkpoint? "
