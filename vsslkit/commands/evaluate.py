@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "retrieve", help="nearest-neighbour video retrieval R@k (test queries the train split)",
         description="Video retrieval, seed-000 protocol: 10 centre-cropped clips per video, layer features "
         "pooled and averaged, standardised with train-split statistics, cosine similarity, R@1/5/10/20/50. "
-        "A folder-per-class dataset (no test split) is evaluated leave-one-out.",
+        "A folder-per-class dataset (no test split) is evaluated leave-one-out. Backbone, width, norm, clip "
+        "length, crop size and residual input default to the checkpoint's own settings.",
     )
     _add_common(p)
     p.add_argument("--layer", default="pool5", help="backbone layer to pool (default: pool5)")
@@ -39,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate", help="all frozen-feature protocols (+ a fine-tuned classifier) for one checkpoint",
         description="Retrieval at pool3/pool4/pool5, leave-one-out linear SVM on a class-balanced subset of the "
         "test videos (seed 003 §6.3), pair same/not-same linear SVM on 12 distances per layer with 10-fold CV "
-        "(seed 003 §6.4), and video-level accuracy of --classifier when given (fine-tune with `vsslkit finetune`).",
+        "(seed 003 §6.4), and video-level accuracy of --classifier when given (fine-tune with `vsslkit finetune`; "
+        "same test protocol, so the same number). Backbone settings default to the checkpoints' own.",
     )
     _add_common(e)
     e.add_argument("--pooling", choices=("avg", "max"), default="avg")
