@@ -237,7 +237,7 @@ class QuickClassifier:
 
 def quick_classifier(
     course: CourseData, *, steps: int, backbone: str = "tiny_r3d", clip_len: int = 8, stride: int = 1,
-    batch_size: int = 8, lr: float = 0.05, residual: bool = True, seed: int = 0,
+    batch_size: int = 8, lr: float = 0.05, residual: bool = True, flip: bool = False, seed: int = 0,
     out_dir: str | os.PathLike | None = None, progress: bool = False,
 ) -> QuickClassifier:
     """Train a small supervised classifier on `course.train` for `steps` steps (CPU minutes).
@@ -245,8 +245,8 @@ def quick_classifier(
     A thin wrapper over `train_classifier` with classroom defaults: a slim R3D on 64x64 residual
     clips (RGB input learns nothing in this budget; TECH_NOTES). Without `out_dir` the run's
     files go to a temporary folder that is removed afterwards (the model is returned in memory).
-    The train-time augmentation includes horizontal flips, which swap MoveRight/MoveLeft and
-    RotateCW/CCW on this dataset; `train_classifier` has no switch for it yet.
+    `flip` stays off by default: a horizontal flip swaps MoveRight/MoveLeft and RotateCW/CCW, so
+    it would teach wrong labels on this dataset.
     """
     from vsslkit.models import build_backbone
     from vsslkit.train.supervised import ClassifierConfig, train_classifier
@@ -257,7 +257,7 @@ def quick_classifier(
     net = build_backbone(backbone)
     config = ClassifierConfig(backbone=backbone, width=1.0, num_classes=len(course.class_names), clip_len=clip_len,
                               stride=stride, size=SHORT_SIDE, residual=residual, freeze_backbone=False, dropout=0.0,
-                              class_names=tuple(course.class_names))
+                              class_names=tuple(course.class_names), flip=flip)
     train = course.train
     with tempfile.TemporaryDirectory(prefix="vsslkit-quick-") as tmp:
         model, result = train_classifier(
