@@ -80,7 +80,7 @@ def test_confusion_explorer_callbacks_list_mistakes_and_show_the_video():
     assert shown[0].data[0].type == "heatmap"
     dropdown, select, note, strip = box.children[1:]
     assert [v for _, v in select.options] == ["v_2.mp4", "v_1.mp4"]  # class 0 picked first
-    assert strip.value[:4] == b"\x89PNG" and frames.reads[-1][0] == "v_2.mp4"
+    assert strip.value[:2] == b"\xff\xd8" and frames.reads[-1][0] == "v_2.mp4"
     select.value = "v_1.mp4"
     assert frames.reads[-1][0] == "v_1.mp4"
     dropdown.value = 1  # no mistakes in that class
@@ -133,7 +133,7 @@ def test_retrieval_explorer_callbacks_and_recall_tables():
     assert shown[0].data[0].x == (1, 2, 5)
     dropdown = box.children[1]
     dropdown.value = 2
-    assert "2 of 2 neighbours share" in box.children[2].value and box.children[3].value[:4] == b"\x89PNG"
+    assert "2 of 2 neighbours share" in box.children[2].value and box.children[3].value[:2] == b"\xff\xd8"
     assert set(box.pick(0)) == {"random", "pretrained"}
 
 
@@ -214,7 +214,7 @@ def test_localization_summary_timeline_and_view(pretext_clips):
     shown = []
     box = explorers.localization_view(clips, task, frames, display=shown.append)
     box.children[0].value = 1
-    assert len(shown) == 2 and box.children[3].value[:4] == b"\x89PNG"
+    assert len(shown) == 2 and box.children[3].value[:2] == b"\xff\xd8"
     assert frames.reads[-1][1] == clips[1].plan.indices.tolist()
 
 

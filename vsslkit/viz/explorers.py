@@ -29,10 +29,25 @@ from vsslkit.eval.confusion import confusion_counts
 from vsslkit.eval.retrieval import RetrievalResult
 from vsslkit.tasks.contrastive import WithKeyClip
 from vsslkit.viz import plots
-from vsslkit.viz.widgets import FrameSource, png_bytes
+from vsslkit.viz.widgets import FrameSource
 
 OK_COLOUR = (44, 160, 44)  # neighbour of the query's class
 WRONG_COLOUR = (214, 39, 40)
+
+
+def jpeg_bytes(image: np.ndarray, *, quality: int = 85) -> bytes:
+    """JPEG bytes of a uint8 RGB image for an `ipywidgets.Image`.
+
+    Not PNG: the synthetic frames carry pixel noise PNG cannot compress, and widget state is saved
+    with the notebook.
+    """
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[..., ::-1]),
+                           [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"could not encode an image of shape {np.shape(image)} as JPEG")
+    return buf.tobytes()
 
 
 def _display(display: Callable[[Any], None] | None) -> Callable[[Any], None]:
@@ -189,14 +204,14 @@ def confusion_explorer(result: Mapping[str, Any], frames: FrameSource, *, title:
     cls = w.Dropdown(options=class_options(result), description="true class", layout={"width": "360px"})
     videos = w.Select(options=[], description="mistakes", rows=5, layout={"width": "620px"})
     note = w.HTML()
-    strip = w.Image(format="png")
+    strip = w.Image(format="jpeg")
 
     def show_video(path: str | None) -> np.ndarray | None:
         if not path:
             strip.value = b""
             return None
         image = video_strip(frames, path, count=count)
-        strip.value = png_bytes(image)
+        strip.value = jpeg_bytes(image)
         return image
 
     def pick(class_index: int) -> list[tuple[str, str]]:
@@ -315,7 +330,7 @@ def retrieval_explorer(results: Mapping[str, RetrievalResult], *, queries: Any, 
     with curve:
         show(plots.recall_figure(recall_curves(results), title="retrieval R@k (test videos query training videos)"))
     query = w.Dropdown(options=query_options(queries), description="query", layout={"width": "420px"})
-    rows = {name: (w.HTML(), w.Image(format="png")) for name in results}
+    rows = {name: (w.HTML(), w.Image(format="jpeg")) for name in results}
 
     def pick(index: int) -> dict[str, Gallery]:
         out = {}
@@ -326,7 +341,7 @@ def retrieval_explorer(results: Mapping[str, RetrievalResult], *, queries: Any, 
             hits = sum(g.hits)
             caption.value = (f"<b>{html.escape(name)}</b> — {hits} of {len(g.hits)} neighbours share the query's class"
                              "<br><small>" + " | ".join(html.escape(c) for c in g.captions) + "</small>")
-            image.value = png_bytes(g.image)
+            image.value = jpeg_bytes(g.image)
             out[name] = g
         return out
 
@@ -503,7 +518,7 @@ def localization_view(clips: Sequence[PretextClip], task: Any, frames: FrameSour
     slider = w.IntSlider(value=0, min=0, max=len(clips) - 1, description="clip")
     text = w.HTML()
     timeline = w.Output()
-    strip = w.Image(format="png")
+    strip = w.Image(format="jpeg")
 
     def pick(i: int) -> go.Figure:
         clip = clips[int(i)]
@@ -513,7 +528,7 @@ def localization_view(clips: Sequence[PretextClip], task: Any, frames: FrameSour
         with timeline:
             show(fig)
         if frames is not None:
-            strip.value = png_bytes(plots.film_strip(np.asarray(frames.read(clip.path, clip.plan.indices)),
+            strip.value = jpeg_bytes(plots.film_strip(np.asarray(frames.read(clip.path, clip.plan.indices)),
                                                      columns=min(len(clip.plan), 9)))
         return fig
 
