@@ -18,6 +18,7 @@ from torch import nn
 
 from vsslkit.data.datasets import VideoIndex, label_fraction, open_dataset
 from vsslkit.data.store import FrameStore
+from vsslkit.data.synthetic import make_synthetic
 from vsslkit.eval.features import extract_video_features
 from vsslkit.eval.results import Protocol, write_result
 from vsslkit.eval.retrieval import recall_at_k
@@ -26,6 +27,15 @@ from vsslkit.train.pretrain import PretrainConfig
 from vsslkit.train.supervised import ClassifierConfig, train_classifier
 
 RETRIEVAL_KS = (1, 5, 10, 20, 50)
+
+
+def ensure_synthetic(root: str | Path, *, progress: bool = True, **kwargs: Any) -> Path:
+    """Build the built-in synthetic dataset at `root` unless one is already there (then reuse it as is)."""
+    root = Path(root)
+    if (root / "synthetic.json").is_file():
+        print(f"using the synthetic dataset at {root}")
+        return root
+    return make_synthetic(root, progress=progress, **kwargs)
 
 
 @dataclass

@@ -17,8 +17,7 @@ from typing import Any
 
 import torch
 
-from vsslkit.data.synthetic import make_synthetic
-from vsslkit.experiments.paired import Data, DownstreamConfig, downstream, load_data
+from vsslkit.experiments.paired import Data, DownstreamConfig, downstream, ensure_synthetic, load_data
 from vsslkit.experiments.report import (
     comparison_rows,
     fmt,
@@ -69,8 +68,8 @@ def run_quickstart(plan: QuickstartPlan) -> dict[str, Any]:
     device = resolve_device(plan.device)
     out = Path(plan.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    make_synthetic(plan.data_root, videos_per_class=plan.videos_per_class, progress=plan.progress)
-    data = load_data(plan.data_root, progress=plan.progress)
+    ensure_synthetic(plan.data_root, videos_per_class=plan.videos_per_class, progress=plan.progress)
+    data = load_data(plan.data_root, progress=plan.progress, workers=2)
     if data.skipped:
         print(f"skipped {len(data.skipped)} unusable videos: " + "; ".join(f"{p}: {r}" for p, r in data.skipped))
     runs: dict[str, list[dict]] = {"random init": [], "speed-change pretrained": []}

@@ -1,0 +1,85 @@
+"""The quickstart and the ablation end to end on a tiny synthetic set (seconds, not minutes)."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from vsslkit.data.synthetic import make_synthetic
+from vsslkit.experiments import ablation as ab
+from vsslkit.experiments import quickstart as qs
+from vsslkit.experiments.report import fmt, paired_differences
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_synthetic(tmp_path_factory):
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("synthetic")
+    return make_synthetic(root, videos_per_class=7, size=32, length_range=(40, 50), seed=1, progress=False)
+
+
+TINY_PRE = replace(qs.CPU_PRETRAIN, clip_len=6, size=24, batch_size=8, queue_size=16)
+TINY_DOWN = replace(qs.CPU_DOWNSTREAM, finetune_steps=3, batch_size=8, clips_per_video=2)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tiny_synthetic, tmp_path_factory):
+    out = tmp_path_factory.mktemp("quickstart")
+    plan = qs.QuickstartPlan(data_root=tiny_synthetic, out_dir=out, seeds=(0, 1), pretrain=TINY_PRE,
+                             pretrain_steps=3, downstream=TINY_DOWN, progress=False)
+    return plan, qs.run_quickstart(plan)
+
+
+def test_quickstart_writes_a_paired_report(quick_run):
+    plan, result = quick_run
+    tmp_path = plan.out_dir
+    runs = result["runs"]
+    assert set(runs) == {"random init", "speed-change pretrained"} and all(len(r) == 2 for r in runs.values())
+    for per_seed in runs.values():
+        for r in per_seed:
+            assert 0 <= r["finetune"]["video_accuracy"] <= 100 and 0 <= r["retrieval"]["R@1"] <= r["retrieval"]["R@5"]
+            assert r["finetune"]["labelled_videos"] == 14  # 10 % of 5 training videos per class, >= 1 per class
+    report = (tmp_path / "report.md").read_text()
+    assert "| random init |" in report and "| speed-change pretrained |" in report
+    acc = paired_differences(runs, "random init", "speed-change pretrained", "finetune", "video_accuracy")
+    assert f"{sum(acc) / 2:+.1f}" in report  # the verdict quotes the measured paired difference
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("plotly-graph-div") >= 5 and 'src="https://cdn.plot.ly' not in html  # opens offline
+    assert (tmp_path / "seed1" / "random_init" / "finetune.json").is_file()
+
+
+def test_same_seed_gives_the_same_numbers(quick_run, tmp_path):
+    plan, result = quick_run
+    first = result["runs"]
+    second = qs.run_quickstart(replace(plan, out_dir=tmp_path, seeds=(0,)))["runs"]
+    for name in first:
+        assert first[name][0]["finetune"] == {**second[name][0]["finetune"],
+                                              "finetune_seconds": first[name][0]["finetune"]["finetune_seconds"]}
+        assert first[name][0]["retrieval"] == second[name][0]["retrieval"]
+
+
+def test_ablation_table_has_every_variant(tiny_synthetic, tmp_path):
+    variants = [(n, c and replace(c, clip_len=6, size=24, batch_size=8, queue_size=16))
+                for n, c in ab.TABLE_4_2[:3] + ab.TABLE_4_1[:1]]
+    plan = ab.AblationPlan(data_root=tiny_synthetic, out_dir=tmp_path, seeds=(0,), variants=variants,
+                           pretrain_steps=2, downstream=TINY_DOWN)
+    out = ab.run_ablation(plan)
+    table = (tmp_path / "table.md").read_text()
+    for name, _ in variants:
+        assert f"| {name} |" in table
+    assert "*Table 4.1 variants*" in table and out["protocol"]["variants"]["random init"] is None
+    assert fmt([1.0, 3.0]) == "2.0 ± 1.4" and fmt([2.0]) == "2.0"
+
+
+def test_ablation_variants_differ_only_in_what_the_tables_vary():
+    configs = dict(ab.TABLE_4_2 + ab.TABLE_4_1)
+    fine = configs["fine-grained + localization + CL"]
+    assert (fine.task, fine.contrastive, fine.ctr_weight) == ("speed-change-fine", True, 0.5)
+    assert configs["coarse SC + CL"].ctr_weight == 0.25  # lambda of chapter 3
+    assert configs["fine-grained classification"].task_options == {"localize": False}
+    assert configs["pool {1,2,3}, class-primary"].task_options == {"primary": "class"}
+    for name, cfg in configs.items():
+        if cfg is not None:
+            assert (cfg.backbone, cfg.clip_len, cfg.size, cfg.residual) == ("r3d_10", 8, 56, True), name

@@ -1,0 +1,135 @@
+"""The thesis' ablations (Tables 4.1 and 4.2) in miniature, on the synthetic dataset, one protocol.
+
+Every variant is a `PretrainConfig` (or None for random initialisation) that differs from the
+quickstart recipe only in what the table varies; every variant then goes through the same paired
+downstream protocol (`experiments.paired.downstream`) for every seed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vsslkit.experiments.paired import DownstreamConfig, downstream, ensure_synthetic, load_data
+from vsslkit.experiments.quickstart import CPU_DOWNSTREAM, CPU_PRETRAIN
+from vsslkit.experiments.report import fmt, markdown_table, mean_std
+from vsslkit.models import build_backbone
+from vsslkit.train.distributed import resolve_device
+from vsslkit.train.pretrain import PretrainConfig, pretrain
+
+# Table 4.2 rows: the pretext tasks alone and with the contrastive (CL) regulariser.
+_BASE = replace(CPU_PRETRAIN, contrastive=False)
+_PACE = replace(_BASE, task="pace", task_options={"speeds": (1, 2, 3, 4)})
+_COARSE = replace(_BASE, task="speed-change-coarse", ctr_weight=0.25)  # ch. 3 uses lambda = 0.25
+_FINE_CLS = replace(_BASE, task="speed-change-fine", task_options={"localize": False})
+_FINE_LOC = replace(_BASE, task="speed-change-fine")
+TABLE_4_2: list[tuple[str, PretrainConfig | None]] = [
+    ("random init", None),
+    ("pace baseline", _PACE),
+    ("contrastive only (CL)", replace(_BASE, task="none", contrastive=True)),
+    ("coarse speed change (SC, ch. 3)", _COARSE),
+    ("fine-grained classification", _FINE_CLS),
+    ("fine-grained + localization", _FINE_LOC),
+    ("pace baseline + CL", replace(_PACE, contrastive=True)),
+    ("coarse SC + CL", replace(_COARSE, contrastive=True)),
+    ("fine-grained + localization + CL", replace(_FINE_LOC, contrastive=True)),
+]
+# Table 4.1: speed pool and sampling order of the fine-grained + localization + CL method.
+_FULL = replace(_FINE_LOC, contrastive=True)
+TABLE_4_1: list[tuple[str, PretrainConfig | None]] = [
+    ("pool {1,2}, location-primary", replace(_FULL, task_options={"pool": (1, 2)})),
+    ("pool {1,2,3}, class-primary", replace(_FULL, task_options={"primary": "class"})),
+    ("pool {1,2,3,4}, location-primary", replace(_FULL, task_options={"pool": (1, 2, 3, 4)})),
+]
+# The reduced default budget keeps 12 variants x 3 seeds inside 90 minutes on 2 CPU cores.
+ABLATION_PRETRAIN_STEPS = 120
+ABLATION_DOWNSTREAM = replace(CPU_DOWNSTREAM, finetune_steps=100)
+
+
+@dataclass
+class AblationPlan:
+    data_root: Path = Path("data/synthetic")
+    out_dir: Path = Path("runs/ablation")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    variants: list[tuple[str, PretrainConfig | None]] = field(default_factory=lambda: TABLE_4_2 + TABLE_4_1)
+    pretrain_steps: int = ABLATION_PRETRAIN_STEPS
+    downstream: DownstreamConfig = ABLATION_DOWNSTREAM
+    device: str = "auto"
+    progress: bool = False
+    command: str = ""
+
+
+def run_ablation(plan: AblationPlan) -> dict[str, Any]:
+    """Pretrain + downstream for every (variant, seed); write `table.md` + `results.json`; return them."""
+    t0 = time.perf_counter()
+    device = resolve_device(plan.device)
+    out = Path(plan.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ensure_synthetic(plan.data_root, progress=plan.progress)
+    data = load_data(plan.data_root, progress=plan.progress, workers=2)
+    results: dict[str, list[dict]] = {name: [] for name, _ in plan.variants}
+    for seed in plan.seeds:
+        for v, (name, cfg) in enumerate(plan.variants):
+            run_dir = out / f"seed{seed}" / f"v{v:02d}"
+            input_cfg = replace(cfg or CPU_PRETRAIN, seed=seed)
+            pretext: dict[str, float] = {}
+            if cfg is None:
+                torch.manual_seed(seed)
+                backbone, ckpt = build_backbone(input_cfg.backbone, width=input_cfg.width, norm=input_cfg.norm), None
+            else:
+                model, fit_result = pretrain(input_cfg, paths=data.train.paths, num_frames=data.train.num_frames,
+                                             source=data.store, out_dir=run_dir / "pretrain",
+                                             max_steps=plan.pretrain_steps, device=device, resume=False,
+                                             progress=plan.progress, log_every=10, checkpoint_every=None)
+                backbone, ckpt = model.backbone, fit_result.checkpoint
+                last = [r for r in fit_result.history if "loss" in r][-1]
+                pretext = {k: 100.0 * val for k, val in last.items() if k.endswith("_acc")}
+            result = downstream(name, backbone, data, input_cfg=input_cfg, down=plan.downstream, seed=seed,
+                                out_dir=run_dir, checkpoint=ckpt, device=device, progress=plan.progress)
+            result.pop("curve", None)
+            result.pop("confusion", None)
+            result["pretext"] = pretext
+            results[name].append(result)
+            print(f"[seed {seed}] {name}: video acc {result['finetune']['video_accuracy']:.1f} %, "
+                  f"R@1 {result['retrieval']['R@1']:.1f} % ({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
+    minutes = (time.perf_counter() - t0) / 60
+    table = ablation_table(plan, results)
+    protocol = {"command": plan.command, "seeds": list(plan.seeds), "pretrain_steps": plan.pretrain_steps,
+                "downstream": asdict(plan.downstream), "dataset": str(plan.data_root), "split": data.split,
+                "variants": {name: (cfg.to_json() if cfg else None) for name, cfg in plan.variants},
+                "minutes": round(minutes, 1), "device": device.type}
+    (out / "table.md").write_text(table + "\n", encoding="utf-8")
+    (out / "results.json").write_text(json.dumps({"protocol": protocol, "results": results}, indent=1))
+    print(table)
+    return {"table": table, "results": results, "protocol": protocol}
+
+
+def ablation_table(plan: AblationPlan, results: dict[str, list[dict]]) -> str:
+    """Markdown: one row per variant, mean ± std over seeds, the Table 4.1 rows after a separator."""
+    header = ["variant", "task", "CL", "pretext acc. (%)", "video acc. (%)", "R@1 (%)", "R@5 (%)"]
+    rows = []
+    table_4_1 = {name for name, _ in TABLE_4_1}
+    for name, cfg in plan.variants:
+        runs = results[name]
+        if name in table_4_1 and rows and rows[-1][0] != "*Table 4.1 variants*":
+            rows.append(["*Table 4.1 variants*"] + [""] * (len(header) - 1))
+        heads = sorted({k for r in runs for k in r["pretext"]})
+        pretext = ", ".join(f"{k.removesuffix('_acc')} {fmt([r['pretext'][k] for r in runs])}" for k in heads) or "–"
+        rows.append([name, cfg.task if cfg else "–", "yes" if cfg and cfg.contrastive else "no", pretext,
+                     fmt([r["finetune"]["video_accuracy"] for r in runs]), fmt([r["retrieval"]["R@1"] for r in runs]),
+                     fmt([r["retrieval"]["R@5"] for r in runs])])
+    note = (f"{len(plan.seeds)} seeds ({', '.join(map(str, plan.seeds))}), mean ± std; pretraining "
+            f"{plan.pretrain_steps} steps; fine-tuning {plan.downstream.finetune_steps} steps on "
+            f"{plan.downstream.label_fraction:.0%} of the labels; video accuracy over 10 clips per test video.")
+    return markdown_table(header, rows) + "\n\n" + note
+
+
+def best_minus_random(results: dict[str, list[dict]], name: str, key: tuple[str, str]) -> tuple[float, float]:
+    """Paired gain of a variant over random init (mean, std over seeds)."""
+    base = results["random init"]
+    return mean_std([r[key[0]][key[1]] - b[key[0]][key[1]] for r, b in zip(results[name], base)])
