@@ -107,7 +107,8 @@ def fit(
     the batch an uninterrupted run would have seen when the loader uses an `EpochSampler`).
     Checkpoints are written every `checkpoint_every` steps and at epoch ends (unless it is None),
     and always after the last step.
-    `amp` uses float16 + GradScaler on CUDA and bfloat16 autocast on CPU.
+    `amp` uses float16 + GradScaler on CUDA and bfloat16 autocast on CPU. Each logged row holds the
+    mean of the loss and metrics over the `log_every` steps since the previous row.
     """
     # --- setup -----------------------------------------------------------------------------
     device = torch.device(device)
@@ -155,6 +156,7 @@ def fit(
     bar = tqdm(total=total_steps, initial=step, disable=not (progress and info.is_main), desc="train")
     failures: list[ReadFailure] = []
     history: list[Row] = []
+    window: list[dict[str, float]] = []
     last_loss = float("nan")
     t_start = time.perf_counter()
 
@@ -209,10 +211,12 @@ def fit(
             step += 1
             batch_in_epoch += 1
             bar.update(1)
+            window.append({"loss": float(loss.detach()), **{k: float(v) for k, v in metrics.items()}})
 
             if step % log_every == 0 or step == total_steps:
-                values = {"loss": float(loss.detach())}
-                values.update({k: float(v) for k, v in metrics.items()})
+                # the mean over the steps since the last row: one batch's accuracy is too noisy to read
+                values = {k: sum(w[k] for w in window if k in w) / sum(k in w for w in window) for k in window[-1]}
+                window.clear()
                 values = mean_across_ranks(values, info)
                 last_loss = values["loss"]
                 row: Row = {"step": step, "epoch": epoch, **values,
