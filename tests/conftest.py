@@ -38,3 +38,30 @@ def tiny_video(tmp_path: Path) -> Path:
     from vsslkit.data.writer import write_video
 
     return write_video(tmp_path / "tiny.mp4", moving_square_frames(), fps=25)
+
+
+class NotebookTimes:
+    """Sums nbval's per-cell durations per notebook and prints them at the end (CI reports them).
+
+    Registered as a global plugin (not a notebooks/conftest.py: a second module named `conftest`
+    would shadow this one for the tests that import from it).
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def pytest_runtest_logreport(self, report) -> None:
+        path = report.nodeid.split("::", 1)[0]
+        if path.endswith(".ipynb"):
+            self.seconds[path] = self.seconds.get(path, 0.0) + report.duration
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.seconds:
+            terminalreporter.section("notebook runtimes")
+            for path, seconds in sorted(self.seconds.items()):
+                terminalreporter.write_line(f"{path}: {seconds:.0f} s")
+            terminalreporter.write_line(f"all notebooks: {sum(self.seconds.values()) / 60:.1f} min")
+
+
+def pytest_configure(config) -> None:
+    config.pluginmanager.register(NotebookTimes(), "vsslkit-notebook-times")
