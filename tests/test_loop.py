@@ -155,8 +155,9 @@ class StubBackbone(nn.Module):
 
 
 def test_video_classifier_probe_and_finetune(tmp_path):
+    from vsslkit.models.weights import load_backbone_weights
     from vsslkit.train.checkpoint import save_checkpoint
-    from vsslkit.train.supervised import VideoClassifier, load_backbone_weights
+    from vsslkit.train.supervised import VideoClassifier
 
     x = torch.randn(4, 3, 2, 5, 5) * 3 + 1
     batch = {"clips": [x], "labels": {"class": torch.tensor([0, 1, 2, 0])}}
@@ -176,7 +177,7 @@ def test_video_classifier_probe_and_finetune(tmp_path):
     pre.bn.weight.data.fill_(2.0)
     save_checkpoint(tmp_path / "pre.pt", {"model": {f"backbone.{k}": v for k, v in pre.state_dict().items()}})
     target = StubBackbone()
-    assert load_backbone_weights(target, tmp_path / "pre.pt") == []
+    assert load_backbone_weights(target, tmp_path / "pre.pt").missing == []
     assert torch.equal(target.bn.weight, pre.bn.weight)
     save_checkpoint(tmp_path / "other.pt", {"model": {"backbone.conv.weight": torch.zeros(1)}})
     with pytest.raises(ValueError, match="other.pt: weights do not fit"):

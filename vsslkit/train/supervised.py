@@ -21,7 +21,6 @@ from torch import nn
 
 from vsslkit.data.clips import BatchPreparer, ClipDataset, EpochSampler, collate
 from vsslkit.models import build_backbone
-from vsslkit.models.weights import load_backbone_weights as _load_backbone_weights
 from vsslkit.models.weights import read_checkpoint
 from vsslkit.plans import Sample, constant_plan
 from vsslkit.train.checkpoint import save_checkpoint
@@ -67,11 +66,6 @@ class VideoClassifier(nn.Module):
         logits = self(clips)
         loss = F.cross_entropy(logits, target)
         return loss, {"acc": float((logits.detach().argmax(1) == target).float().mean())}
-
-
-def load_backbone_weights(backbone: nn.Module, checkpoint: str | Path) -> list[str]:
-    """`vsslkit.models.weights.load_backbone_weights`, returning only the missing keys (older callers)."""
-    return _load_backbone_weights(backbone, checkpoint).missing
 
 
 @dataclass(frozen=True)
