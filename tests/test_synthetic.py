@@ -12,6 +12,7 @@ from vsslkit.data.datasets import open_dataset
 from vsslkit.data.synthetic import (
     CLASSES,
     TEST_GROUPS,
+    camera_shake,
     make_synthetic,
     render,
     render_video,
@@ -88,6 +89,25 @@ def test_speeds_within_design_ranges() -> None:
         xy, _angle, _ = trajectory(sample_params("MoveDown", np.random.default_rng(s)))
         step = np.diff(xy, axis=0)
         assert np.allclose(step[:, 0], 0) and np.all((1.0 <= step[:, 1]) & (step[:, 1] <= 2.3))
+
+
+def test_camera_shake_is_smooth_so_displacement_grows_with_the_frame_gap() -> None:
+    """Speed tasks read how far things move per sampled step; the camera must obey the same law.
+
+    White per-frame jitter (generator version 1) moved the frame as far between neighbours as
+    between frames 3 apart (ratio ~1) and hid speed changes; a smooth wobble grows with the gap.
+    """
+    for seed in range(20):
+        p = sample_params("Orbit", np.random.default_rng(seed))
+        shake = camera_shake(p)
+        assert shake.shape == (p.num_frames, 2) and np.array_equal(shake, camera_shake(p))
+        assert np.isclose(shake.std(), 0.8, atol=1e-6)
+        step = lambda g: np.linalg.norm(shake[g:] - shake[:-g], axis=1).mean()  # noqa: E731
+        assert step(1) < 0.3  # sub-pixel per frame
+        assert step(3) > 2.5 * step(1)
+    white = np.random.default_rng(0).integers(-1, 2, size=(200, 2)).astype(float)
+    white_step = lambda g: np.linalg.norm(white[g:] - white[:-g], axis=1).mean()  # noqa: E731
+    assert white_step(3) < 1.2 * white_step(1)  # the old jitter fails the law above
 
 
 def test_motion_decides_every_class() -> None:

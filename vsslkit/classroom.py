@@ -23,7 +23,7 @@ import torch
 
 from vsslkit.data.datasets import VideoIndex, open_dataset
 from vsslkit.data.store import FrameStore, default_store_dir
-from vsslkit.data.synthetic import VideoParams, make_synthetic, render, sample_params, trajectory
+from vsslkit.data.synthetic import VideoParams, camera_shake, make_synthetic, render, sample_params, trajectory
 
 FAST_VIDEOS_PER_CLASS = 8  # 112 videos in ~15 s; split 1: 5 train / 3 test per class
 FULL_VIDEOS_PER_CLASS = 43  # make_synthetic's default (602 videos, about UCF101's ratio per class)
@@ -124,10 +124,11 @@ def object_mask(params: VideoParams, *, margin: float = 1.5) -> np.ndarray:
     """Boolean `(T, size, size)` disc around the main object of a synthetic video, on the torus.
 
     Built from the renderer's own trajectory (centre and scale per frame) and the object's
-    circumradius, plus `margin` pixels for the ±1 px camera jitter and anti-aliased edges. It
+    circumradius, moved with the camera shake, plus `margin` pixels for anti-aliased edges. It
     ignores the small distractors on purpose: they are part of the "background" for CAM scores.
     """
     xy, _, scale = trajectory(params)
+    xy = xy + camera_shake(params)
     s = params.size
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float64)
     masks = np.empty((params.num_frames, s, s), dtype=bool)

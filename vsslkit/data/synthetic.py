@@ -35,7 +35,7 @@ TEXTURES = ("stripes", "checker", "split")
 GROUPS_PER_CLASS = 7
 # Test groups of split k (1-based), as UCF101 tests groups 1-7 / 8-14 / 15-21.
 TEST_GROUPS = {1: (1, 2), 2: (3, 4), 3: (5, 6)}
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: smooth camera shake instead of per-frame ±1 px jitter
 _CARDINAL = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
 
 
@@ -276,6 +276,26 @@ def _paste(frame: np.ndarray, sprite: np.ndarray, alpha: np.ndarray, cx: float, 
     frame[np.ix_(rows, cols)] = region * (1 - a) + sprite * a
 
 
+def camera_shake(p: VideoParams, *, amplitude: float = 0.8, smoothness: float = 4.0) -> np.ndarray:
+    """Sub-pixel camera offsets `(T, 2)` (x, y): a smooth hand-held wobble, std `amplitude` px.
+
+    Why smooth: version 1 shook the camera by an independent ±1 px every frame. Such white
+    jitter moves the whole frame by up to 2 px between *any* two frames, whatever their distance
+    in time, so it drowned the very thing speed pretext tasks measure (how far things move per
+    sampled step): a probe on motion energy could not place a speed change above chance. A real
+    hand-held camera drifts slowly (`smoothness` = Gaussian time constant in frames), so its
+    displacement grows with the frame gap like every other motion.
+    """
+    rng = np.random.default_rng(p.motion_seed + 2)
+    n, k = p.num_frames, _size_scale(p.size)
+    pad = int(4 * smoothness) + 1
+    noise = rng.normal(size=(n + 2 * pad, 2)).astype(np.float32)
+    smooth = cv2.GaussianBlur(noise, (1, 2 * pad + 1), smoothness).astype(np.float64)[pad : n + pad]
+    smooth -= smooth.mean(0)
+    smooth /= max(float(smooth.std()), 1e-6)
+    return smooth * amplitude * k
+
+
 def render(p: VideoParams) -> np.ndarray:
     """Frames `(T, size, size, 3)` uint8 for parameters `p` (deterministic)."""
     rng = np.random.default_rng(p.motion_seed + 1)
@@ -304,7 +324,7 @@ def render(p: VideoParams) -> np.ndarray:
         dist.append((pos, dmask, np.broadcast_to(dcolor, (*dmask.shape, 3))))
 
     bg = _background(p)
-    jitter = rng.integers(-1, 2, size=(n, 2))
+    shake = camera_shake(p)
     frames = np.empty((n, s, s, 3), np.float32)
     for i in range(n):
         frame = bg.copy()
@@ -317,7 +337,8 @@ def render(p: VideoParams) -> np.ndarray:
         alpha = warped[..., 3]
         colour = warped[..., :3] / np.maximum(alpha, 1e-6)[..., None]
         _paste(frame, colour, alpha, np.floor(cx), np.floor(cy))
-        frames[i] = np.roll(frame, tuple(jitter[i]), axis=(0, 1))  # camera jitter ±1 px
+        move = np.float32([[1, 0, shake[i, 0]], [0, 1, shake[i, 1]]])
+        frames[i] = cv2.warpAffine(frame, move, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
     frames += rng.normal(0.0, 6.0, size=frames.shape).astype(np.float32)
     return np.clip(frames + 0.5, 0, 255).astype(np.uint8)
 
