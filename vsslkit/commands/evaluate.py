@@ -1,4 +1,4 @@
-"""`vsslkit retrieve | evaluate | report`: downstream protocols, each result saved with its protocol.
+"""`vsslkit retrieve | evaluate | report | pretext-eval`: downstream protocols, each result saved with its protocol.
 
 Heavy imports (torch, the models) happen inside the command functions so `vsslkit --help` stays fast.
 """
@@ -60,6 +60,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--no-aggregate", action="store_true", help="one row per file, no mean ± std over seeds")
     r.add_argument("--out", type=Path, help="also write the table to this file")
     r.set_defaults(func=run_report)
+
+    t = subparsers.add_parser(
+        "pretext-eval", help="held-out pretext accuracy of a pretraining checkpoint, per head, vs chance",
+        description="Draw the checkpoint's own pretext task (same transforms, no labels needed) from videos "
+        "of one subset, centre crops, eval mode; print accuracy, chance and the confusion matrix per head.",
+    )
+    t.add_argument("--checkpoint", type=Path, required=True, help="a `vsslkit pretrain` checkpoint")
+    t.add_argument("--data", type=Path, required=True, help="dataset root (UCF101/HMDB51 layout or class folders)")
+    t.add_argument("--split", type=int, default=1)
+    t.add_argument("--subset", choices=("train", "test"), default="test", help="videos to draw from (default test)")
+    t.add_argument("--clips-per-video", type=int, default=4)
+    t.add_argument("--short-side", type=int, default=128, help="short side of stored frames (as in training)")
+    t.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"frame store folder (default {DEFAULT_STORE})")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--seed", type=int, default=0, help="seeds the drawn clips (same seed, same clips)")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--out", type=Path, help="also write the result JSON here")
+    t.set_defaults(func=run_pretext_eval)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -390,4 +408,39 @@ def run_report(args: argparse.Namespace) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(table)
+    return 0
+
+
+def run_pretext_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from vsslkit.data.datasets import open_dataset
+    from vsslkit.data.store import FrameStore
+    from vsslkit.eval.pretext import load_pretext_model, pretext_accuracy
+
+    model, config = load_pretext_model(args.checkpoint)
+    store = FrameStore(args.store, short_side=args.short_side)
+    index, unreadable = open_dataset(args.data, args.split, args.subset).with_frame_counts(store)
+    for path, reason in unreadable:
+        print(f"skipped {path}: {reason}")
+    result = pretext_accuracy(model, config, paths=index.paths, num_frames=index.num_frames, source=store,
+                              clips_per_video=args.clips_per_video, seed=args.seed, batch_size=args.batch_size,
+                              device=args.device)
+    for path, reason in result["skipped"]:
+        print(f"skipped {path}: {reason}")
+    print(f"{config.task} on {result['videos']} {args.subset} videos x {args.clips_per_video} clips = {result['clips']} clips")
+    for head, r in result["heads"].items():
+        print(f"  {head}: accuracy {100 * r['accuracy']:.1f} % (chance {100 * r['chance']:.1f} %)")
+        for row in r["confusion"]:
+            print("    " + " ".join(f"{v:4d}" for v in row))
+    if args.out:
+        result["checkpoint"] = str(args.checkpoint)
+        result["command"] = "vsslkit pretext-eval " + shlex.join([  # rebuilt from the parsed flags: reproducible
+            "--checkpoint", str(args.checkpoint), "--data", str(args.data), "--split", str(args.split), "--subset",
+            args.subset, "--clips-per-video", str(args.clips_per_video), "--short-side", str(args.short_side),
+            "--store", str(args.store), "--seed", str(args.seed)])
+        result["unreadable"] = [(str(p), r) for p, r in unreadable]
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1))
+        print(f"wrote {args.out}")
     return 0
