@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from test_pretrain_lib import ArrayFrames  # tests/ is on sys.path (pytest prepend import mode)
+
 from vsslkit.cli import main
 from vsslkit.eval.pretext import load_pretext_model, pretext_accuracy
 from vsslkit.train.pretrain import PretrainConfig, pretrain
@@ -37,7 +37,8 @@ def test_checkpoint_rebuilds_the_whole_pretext_model(pretrained):
 def test_accuracy_chance_and_confusion_agree_and_short_videos_are_listed(pretrained):
     frames, model, _ = pretrained
     paths = [*frames.videos, "short.mp4"]
-    kwargs = dict(paths=paths, num_frames=[60, 60, 60, 60, 5], source=frames, clips_per_video=5, seed=3, batch_size=7)
+    kwargs = {"paths": paths, "num_frames": [60, 60, 60, 60, 5], "source": frames, "clips_per_video": 5, "seed": 3,
+              "batch_size": 7}
     result = pretext_accuracy(model, CONFIG, **kwargs)
     assert result["clips"] == 20 and result["videos"] == 4
     assert result["skipped"][0][0] == "short.mp4" and "at least" in result["skipped"][0][1]
@@ -53,7 +54,7 @@ def test_accuracy_chance_and_confusion_agree_and_short_videos_are_listed(pretrai
 
 
 def test_a_model_that_always_answers_zero_scores_the_share_of_zeros(pretrained):
-    frames, model, _ = pretrained
+    frames = pretrained[0]
 
     class Zero(torch.nn.Module):
         def forward(self, clips):

@@ -6,7 +6,13 @@ import torch
 
 from vsslkit.tasks import make_task
 from vsslkit.train.checkpoint import load_checkpoint
-from vsslkit.train.pretrain import PretrainConfig, build_pretext_model, build_task, config_from_checkpoint, pretrain
+from vsslkit.train.pretrain import (
+    PretrainConfig,
+    build_pretext_model,
+    build_task,
+    config_from_checkpoint,
+    pretrain,
+)
 
 
 class ArrayFrames:

@@ -102,12 +102,14 @@ def test_camera_shake_is_smooth_so_displacement_grows_with_the_frame_gap() -> No
         shake = camera_shake(p)
         assert shake.shape == (p.num_frames, 2) and np.array_equal(shake, camera_shake(p))
         assert np.isclose(shake.std(), 0.8, atol=1e-6)
-        step = lambda g: np.linalg.norm(shake[g:] - shake[:-g], axis=1).mean()  # noqa: E731
-        assert step(1) < 0.3  # sub-pixel per frame
-        assert step(3) > 2.5 * step(1)
+        assert _mean_step(shake, 1) < 0.3  # sub-pixel per frame
+        assert _mean_step(shake, 3) > 2.5 * _mean_step(shake, 1)
     white = np.random.default_rng(0).integers(-1, 2, size=(200, 2)).astype(float)
-    white_step = lambda g: np.linalg.norm(white[g:] - white[:-g], axis=1).mean()  # noqa: E731
-    assert white_step(3) < 1.2 * white_step(1)  # the old jitter fails the law above
+    assert _mean_step(white, 3) < 1.2 * _mean_step(white, 1)  # the old jitter fails the law above
+
+
+def _mean_step(path: np.ndarray, gap: int) -> float:
+    return float(np.linalg.norm(path[gap:] - path[:-gap], axis=1).mean())
 
 
 def test_motion_decides_every_class() -> None:

@@ -23,7 +23,14 @@ import torch
 
 from vsslkit.data.datasets import VideoIndex, open_dataset
 from vsslkit.data.store import FrameStore, default_store_dir
-from vsslkit.data.synthetic import VideoParams, camera_shake, make_synthetic, render, sample_params, trajectory
+from vsslkit.data.synthetic import (
+    VideoParams,
+    camera_shake,
+    make_synthetic,
+    render,
+    sample_params,
+    trajectory,
+)
 
 FAST_VIDEOS_PER_CLASS = 8  # 112 videos in ~15 s; split 1: 5 train / 3 test per class
 FULL_VIDEOS_PER_CLASS = 43  # make_synthetic's default (602 videos, about UCF101's ratio per class)
