@@ -63,8 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     t = subparsers.add_parser(
         "pretext-eval", help="held-out pretext accuracy of a pretraining checkpoint, per head, vs chance",
-        description="Draw the checkpoint's own pretext task (same transforms, no labels needed) from videos "
-        "of one subset, centre crops, eval mode; print accuracy, chance and the confusion matrix per head.",
+        description="Training logs score the batches being trained on. This draws the checkpoint's own pretext "
+        "task (no labels needed) from videos of one subset, e.g. the test split it never trained on, runs "
+        "centre crops in eval mode and prints accuracy vs majority label and chance, and the confusion "
+        "matrix per head (which change locations get confused with their neighbours).",
     )
     t.add_argument("--checkpoint", type=Path, required=True, help="a `vsslkit pretrain` checkpoint")
     t.add_argument("--data", type=Path, required=True, help="dataset root (UCF101/HMDB51 layout or class folders)")
@@ -416,30 +418,38 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
 
     from vsslkit.data.datasets import open_dataset
     from vsslkit.data.store import FrameStore
-    from vsslkit.eval.pretext import load_pretext_model, pretext_accuracy
+    from vsslkit.train.pretrain import load_pretext_model
+    from vsslkit.viz.explorers import localization_summary, predict_pretext_clips, summary_markdown
 
     model, config = load_pretext_model(args.checkpoint)
     store = FrameStore(args.store, short_side=args.short_side)
-    index, unreadable = open_dataset(args.data, args.split, args.subset).with_frame_counts(store)
-    for path, reason in unreadable:
+    index, skipped = open_dataset(args.data, args.split, args.subset).with_frame_counts(store)
+    need = model.task.min_frames
+    skipped += [(p, f"{n} frames, the task needs at least {need}") for p, n in zip(index.paths, index.num_frames)
+                if n < need]
+    for path, reason in skipped:
         print(f"skipped {path}: {reason}")
-    result = pretext_accuracy(model, config, paths=index.paths, num_frames=index.num_frames, source=store,
-                              clips_per_video=args.clips_per_video, seed=args.seed, batch_size=args.batch_size,
-                              device=args.device)
-    for path, reason in result["skipped"]:
-        print(f"skipped {path}: {reason}")
-    print(f"{config.task} on {result['videos']} {args.subset} videos x {args.clips_per_video} clips = {result['clips']} clips")
-    for head, r in result["heads"].items():
-        print(f"  {head}: accuracy {100 * r['accuracy']:.1f} % (chance {100 * r['chance']:.1f} %)")
-        for row in r["confusion"]:
-            print("    " + " ".join(f"{v:4d}" for v in row))
+    clips = predict_pretext_clips(model.to(args.device), store, index.paths, index.num_frames, crop_size=config.size,
+                                  clips_per_video=args.clips_per_video, seed=args.seed, batch_size=args.batch_size)
+    summary = localization_summary(clips, model.task)
+    print(f"{config.task}: {len(clips)} clips from {len(index.paths) - len(skipped)} {args.subset} videos "
+          f"(seed {args.seed})")
+    print(summary_markdown(summary))
+    for head, s in summary.items():
+        print(f"{head} confusion (rows: true, columns: predicted; labels {', '.join(s.names)}):")
+        for row in s.counts:
+            print("  " + " ".join(f"{int(v):4d}" for v in row))
     if args.out:
-        result["checkpoint"] = str(args.checkpoint)
-        result["command"] = "vsslkit pretext-eval " + shlex.join([  # rebuilt from the parsed flags: reproducible
-            "--checkpoint", str(args.checkpoint), "--data", str(args.data), "--split", str(args.split), "--subset",
-            args.subset, "--clips-per-video", str(args.clips_per_video), "--short-side", str(args.short_side),
-            "--store", str(args.store), "--seed", str(args.seed)])
-        result["unreadable"] = [(str(p), r) for p, r in unreadable]
+        result = {
+            "task": config.task, "clips": len(clips), "checkpoint": str(args.checkpoint),
+            "command": "vsslkit pretext-eval " + shlex.join([  # rebuilt from the parsed flags: reproducible
+                "--checkpoint", str(args.checkpoint), "--data", str(args.data), "--split", str(args.split),
+                "--subset", args.subset, "--clips-per-video", str(args.clips_per_video), "--short-side",
+                str(args.short_side), "--store", str(args.store), "--seed", str(args.seed)]),
+            "skipped": [(str(p), r) for p, r in skipped],
+            "heads": {head: {"accuracy": s.accuracy, "majority": s.majority, "chance": s.chance, "labels": s.names,
+                             "confusion": s.counts.tolist()} for head, s in summary.items()},
+        }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
         print(f"wrote {args.out}")

@@ -142,6 +142,21 @@ def pretrain(
     return model, result
 
 
+def load_pretext_model(checkpoint: str | Path) -> tuple[PretextModel, PretrainConfig]:
+    """A pretraining run's whole model (backbone, task heads, MoCo branch) and its config, e.g. to
+    score the pretext task on held-out videos (`vsslkit pretext-eval`)."""
+    from vsslkit.models.weights import read_checkpoint
+
+    raw = read_checkpoint(checkpoint)
+    try:
+        config = config_from_checkpoint(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{checkpoint}: not a vsslkit pretraining checkpoint ({exc})") from exc
+    model = build_pretext_model(config)
+    model.load_state_dict(raw["model"])
+    return model, config
+
+
 def config_from_checkpoint(state: dict[str, Any]) -> PretrainConfig:
     """The PretrainConfig stored by `pretrain` in a checkpoint's "config"."""
     raw = dict((state.get("config") or {}).get("pretrain") or {})

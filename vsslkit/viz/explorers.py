@@ -413,6 +413,7 @@ def predict_pretext_clips(model: torch.nn.Module, source: FrameSource, paths: Se
     if not drawn:
         raise ValueError(f"no video has the {task.min_frames} frames task {task.name} needs")
     out: list[PretextClip] = []
+    device = next(model.parameters()).device  # clips go where the model is (CPU or CUDA)
     was_training = model.training
     model.eval()
     try:
@@ -421,8 +422,8 @@ def predict_pretext_clips(model: torch.nn.Module, source: FrameSource, paths: Se
                 chunk = drawn[b : b + batch_size]
                 x = torch.cat([_clip_tensor(np.asarray(source.read(p, plan.indices)), crop_size, residual)
                                for _, p, _, plan, _ in chunk])
-                outputs = model(x)
-                probs = {head: torch.softmax(outputs[head].double(), dim=1).numpy() for head in task.heads}
+                outputs = model(x.to(device))
+                probs = {head: torch.softmax(outputs[head].double(), dim=1).cpu().numpy() for head in task.heads}
                 for i, (vi, p, n, plan, labels) in enumerate(chunk):
                     pred = {head: int(probs[head][i].argmax()) for head in task.heads}
                     conf = {head: float(probs[head][i].max()) for head in task.heads}
