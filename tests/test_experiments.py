@@ -41,10 +41,13 @@ def test_quickstart_writes_a_paired_report(quick_run):
         for r in per_seed:
             assert 0 <= r["finetune"]["video_accuracy"] <= 100 and 0 <= r["retrieval"]["R@1"] <= r["retrieval"]["R@5"]
             assert r["finetune"]["labelled_videos"] == 14  # 10 % of 5 training videos per class, >= 1 per class
+            assert r["linear_probe"]["labelled_videos"] == 14 and 0 <= r["linear_probe"]["video_accuracy"] <= 100
     report = (tmp_path / "report.md").read_text()
     assert "| random init |" in report and "| speed-change pretrained |" in report
     acc = paired_differences(runs, "random init", "speed-change pretrained", "finetune", "video_accuracy")
     assert f"{sum(acc) / 2:+.1f}" in report  # the verdict quotes the measured paired difference
+    probe = paired_differences(runs, "random init", "speed-change pretrained", "linear_probe", "video_accuracy")
+    assert f"linear-probe video accuracy: {sum(probe) / 2:+.1f}" in report
     html = (tmp_path / "report.html").read_text()
     assert html.count("plotly-graph-div") >= 5 and 'src="https://cdn.plot.ly' not in html  # opens offline
     assert (tmp_path / "seed1" / "random_init" / "finetune.json").is_file()
@@ -58,6 +61,7 @@ def test_same_seed_gives_the_same_numbers(quick_run, tmp_path):
         assert first[name][0]["finetune"] == {**second[name][0]["finetune"],
                                               "finetune_seconds": first[name][0]["finetune"]["finetune_seconds"]}
         assert first[name][0]["retrieval"] == second[name][0]["retrieval"]
+        assert first[name][0]["linear_probe"] == second[name][0]["linear_probe"]
 
 
 def test_ablation_table_has_every_variant(tiny_synthetic, tmp_path):

@@ -6,6 +6,7 @@ import pytest
 from vsslkit.eval.svm import (
     PAIR_DISTANCES,
     leave_one_out_svm,
+    linear_probe,
     make_pairs,
     pair_distances,
     pair_similarity_svm,
@@ -70,3 +71,21 @@ def test_pair_similarity_separable_and_random():
     assert 0.3 < rand["accuracy_mean"] < 0.7  # chance 0.5
     grouped = pair_similarity_svm(x[ia], x[ib], same, groups=y[ia], n_folds=3)
     assert grouped["accuracy_mean"] == 1.0
+
+
+def test_linear_probe_fits_on_the_labelled_set_only_and_scores_the_test_set():
+    rng = np.random.default_rng(0)
+    x_train, y_train = _blobs(rng, n_per_class=4)  # few labelled videos, as in the low-label protocol
+    x_test, y_test = _blobs(rng, n_per_class=20)
+    result = linear_probe(x_train, y_train, x_test, y_test)
+    assert result["accuracy"] == 1.0 and result["predictions"].shape == (60,)
+    # features that carry no class information: about chance (3 classes)
+    noise = linear_probe(rng.normal(size=(30, 6)), np.arange(30) % 3, rng.normal(size=(300, 6)), np.arange(300) % 3)
+    assert noise["accuracy"] < 0.5
+    # test labels are only scored: permuting them changes the accuracy, not the predictions
+    shuffled = linear_probe(x_train, y_train, x_test, rng.permutation(y_test))
+    assert np.array_equal(shuffled["predictions"], result["predictions"]) and shuffled["accuracy"] < 0.7
+    with pytest.raises(ValueError, match="labels for"):
+        linear_probe(x_train, y_train[:-1], x_test, y_test)
+    with pytest.raises(ValueError, match="at least two classes"):
+        linear_probe(x_train[:2], y_train[:2], x_test, y_test)

@@ -104,8 +104,12 @@ def test_camera_shake_is_smooth_so_displacement_grows_with_the_frame_gap() -> No
         assert np.isclose(shake.std(), 0.8, atol=1e-6)
         assert _mean_step(shake, 1) < 0.3  # sub-pixel per frame
         assert _mean_step(shake, 3) > 2.5 * _mean_step(shake, 1)
-    white = np.random.default_rng(0).integers(-1, 2, size=(200, 2)).astype(float)
-    assert _mean_step(white, 3) < 1.2 * _mean_step(white, 1)  # the old jitter fails the law above
+    # camera="white" (version 1's jitter, kept for comparison) breaks that law
+    white = camera_shake(sample_params("Orbit", np.random.default_rng(0), num_frames=200, camera="white"))
+    assert set(np.unique(white)) == {-1.0, 0.0, 1.0}
+    assert _mean_step(white, 3) < 1.2 * _mean_step(white, 1)
+    with pytest.raises(ValueError, match="unknown camera"):
+        sample_params("Orbit", np.random.default_rng(0), camera="tripod")
 
 
 def _mean_step(path: np.ndarray, gap: int) -> float:

@@ -57,6 +57,9 @@ def add_synthetic_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-length", type=int, default=50, help="shortest video in frames (default 50 = 2 s)")
     p.add_argument("--max-length", type=int, default=200, help="longest video in frames (default 200 = 8 s)")
     p.add_argument("--workers", type=int, default=2, help="processes rendering in parallel (default 2)")
+    p.add_argument("--camera", choices=("smooth", "white"), default="smooth",
+                   help="camera shake: smooth hand-held drift (default) or 'white' per-frame ±1 px jitter, which "
+                   "hides speed changes (for comparison; see docs/results/pretext.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -70,7 +73,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
     try:
         out = make_synthetic(args.out, videos_per_class=args.videos_per_class, seed=args.seed, size=args.size,
                              fps=args.fps, length_range=(args.min_length, args.max_length),
-                             workers=args.workers, progress=not args.no_progress)
+                             workers=args.workers, progress=not args.no_progress, camera=args.camera)
     except (ValueError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

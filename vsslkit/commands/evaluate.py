@@ -81,6 +81,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--out", type=Path, help="also write the result JSON here")
     t.set_defaults(func=run_pretext_eval)
 
+    q = subparsers.add_parser(
+        "pretext-probe", help="network-free floor: motion energy + gradient boosting on a pretext task",
+        description="Does the data show the pretext signal at all? Fits scikit-learn's gradient boosting on the "
+        "per-element motion energy of residual clips from the training videos and scores clips of the test "
+        "videos, per head, against majority label and chance. No network, no action labels.",
+    )
+    q.add_argument("--data", type=Path, required=True, help="dataset root (UCF101/HMDB51 layout)")
+    q.add_argument("--split", type=int, default=1)
+    q.add_argument("--task", default="speed-change-fine", help="pace | speed-change-coarse | speed-change-fine")
+    q.add_argument("--speed-pool", type=int, nargs="*", default=None,
+                   help="speeds: the fine task's pool (default 1 2 3) or the pace/coarse speeds (default 1 2 3 4)")
+    q.add_argument("--sampling", choices=("location", "class"), default=None, help="speed-change-fine sampling")
+    q.add_argument("--clip-len", type=int, default=8)
+    q.add_argument("--size", type=int, default=56, help="centre crop in pixels")
+    q.add_argument("--train-clips-per-video", type=int, default=8)
+    q.add_argument("--test-clips-per-video", type=int, default=4)
+    q.add_argument("--short-side", type=int, default=128, help="short side of stored frames")
+    q.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"frame store folder (default {DEFAULT_STORE})")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=run_pretext_probe)
+
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset root (UCF101, HMDB51 or folders)")
@@ -453,4 +474,31 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
         print(f"wrote {args.out}")
+    return 0
+
+
+def run_pretext_probe(args: argparse.Namespace) -> int:
+    from vsslkit.data.datasets import open_dataset
+    from vsslkit.data.store import FrameStore
+    from vsslkit.eval.probe import motion_energy_probe
+
+    store = FrameStore(args.store, short_side=args.short_side)
+    train, bad_train = open_dataset(args.data, args.split, "train").with_frame_counts(store)
+    test, bad_test = open_dataset(args.data, args.split, "test").with_frame_counts(store)
+    options: dict[str, Any] = {}
+    if args.speed_pool:
+        options["pool" if args.task == "speed-change-fine" else "speeds"] = tuple(args.speed_pool)
+    if args.sampling:
+        options["primary"] = args.sampling
+    result = motion_energy_probe(args.task, train=(train.paths, train.num_frames), test=(test.paths, test.num_frames),
+                                 source=store, clip_len=args.clip_len, crop_size=args.size,
+                                 train_clips_per_video=args.train_clips_per_video,
+                                 test_clips_per_video=args.test_clips_per_video, seed=args.seed, **options)
+    for path, reason in [*bad_train, *bad_test, *result["skipped"]]:
+        print(f"skipped {path}: {reason}")
+    print(f"motion-energy probe, {args.task}: fitted on {result['train_clips']} clips of the training videos, "
+          f"scored on {result['test_clips']} clips of the test videos")
+    print("| head | accuracy | majority label | chance |\n|---|---|---|---|")
+    for head, r in result["heads"].items():
+        print(f"| {head} | {100 * r['accuracy']:.1f} % | {100 * r['majority']:.1f} % | {100 * r['chance']:.1f} % |")
     return 0

@@ -36,6 +36,7 @@ GROUPS_PER_CLASS = 7
 # Test groups of split k (1-based), as UCF101 tests groups 1-7 / 8-14 / 15-21.
 TEST_GROUPS = {1: (1, 2), 2: (3, 4), 3: (5, 6)}
 GENERATOR_VERSION = 2  # 2: smooth camera shake instead of per-frame ±1 px jitter
+CAMERAS = ("smooth", "white")
 _CARDINAL = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
 
 
@@ -65,6 +66,7 @@ class VideoParams:
     start: tuple[float, float]
     angle0: float
     motion_seed: int
+    camera: str = "smooth"  # "smooth" hand-held drift (default) or "white": version 1's per-frame ±1 px jitter
 
 
 def _size_scale(size: int) -> float:
@@ -73,7 +75,7 @@ def _size_scale(size: int) -> float:
 
 def sample_params(
     class_name: str, rng: np.random.Generator, *, size: int = 64, num_frames: int | None = None,
-    length_range: tuple[int, int] = (50, 200), scene_seed: int | None = None,
+    length_range: tuple[int, int] = (50, 200), scene_seed: int | None = None, camera: str = "smooth",
 ) -> VideoParams:
     """Draw one video's parameters. Appearance is drawn first and identically for every class.
 
@@ -82,6 +84,8 @@ def sample_params(
     """
     if class_name not in CLASSES:
         raise ValueError(f"unknown synthetic class {class_name!r}; choose from {', '.join(CLASSES)}")
+    if camera not in CAMERAS:
+        raise ValueError(f"unknown camera {camera!r}; choose from {', '.join(CAMERAS)}")
     k = _size_scale(size)
     first = rng.integers(30, 226, size=3)
     second = np.clip(255 - first + rng.integers(-40, 41, size=3), 20, 235)  # always contrasting
@@ -116,7 +120,7 @@ def sample_params(
     return VideoParams(
         class_name=class_name, num_frames=n, size=size, **appearance, speed=speed,
         spin=spin if class_name in ("RotateCW", "RotateCCW") else 0.0, direction=direction, start=start,
-        angle0=angle0, motion_seed=motion_seed,
+        angle0=angle0, motion_seed=motion_seed, camera=camera,
     )
 
 
@@ -284,10 +288,13 @@ def camera_shake(p: VideoParams, *, amplitude: float = 0.8, smoothness: float = 
     in time, so it drowned the very thing speed pretext tasks measure (how far things move per
     sampled step): a probe on motion energy could not place a speed change above chance. A real
     hand-held camera drifts slowly (`smoothness` = Gaussian time constant in frames), so its
-    displacement grows with the frame gap like every other motion.
+    displacement grows with the frame gap like every other motion. `p.camera == "white"` brings
+    the old jitter back (integer offsets in {-1, 0, 1}) to show what it hides.
     """
     rng = np.random.default_rng(p.motion_seed + 2)
     n, k = p.num_frames, _size_scale(p.size)
+    if p.camera == "white":
+        return rng.integers(-1, 2, size=(n, 2)).astype(np.float64)
     pad = int(4 * smoothness) + 1
     noise = rng.normal(size=(n + 2 * pad, 2)).astype(np.float32)
     smooth = cv2.GaussianBlur(noise, (1, 2 * pad + 1), smoothness).astype(np.float64)[pad : n + pad]
@@ -369,14 +376,14 @@ def _video_plan(videos_per_class: int) -> list[tuple[int, str, int, int]]:
 
 def _make_one(job: tuple) -> dict[str, Any]:
     """Render and write one video; deterministic from (seed, class, group, clip)."""
-    out_dir, seed, size, cls, group, clip, fps, video_id, length_range = job
+    out_dir, seed, size, cls, group, clip, fps, video_id, length_range, camera = job
     from vsslkit.data.writer import write_video
 
     cv2.setNumThreads(1)
     c = CLASSES.index(cls)
     scene_seed = int(np.random.default_rng([seed, c, group]).integers(2**31))  # a group shares its scene
     rng = np.random.default_rng([seed, c, group, clip])
-    p = sample_params(cls, rng, size=size, length_range=length_range, scene_seed=scene_seed)
+    p = sample_params(cls, rng, size=size, length_range=length_range, scene_seed=scene_seed, camera=camera)
     rel = Path("videos") / cls / f"{video_name(cls, group, clip)}.mp4"
     path = Path(out_dir) / rel
     if not path.exists():  # files are written atomically: an existing one is complete
@@ -386,8 +393,10 @@ def _make_one(job: tuple) -> dict[str, Any]:
     return info
 
 
-def _request(videos_per_class: int, seed: int, size: int, fps: int, length_range: tuple[int, int]) -> dict[str, Any]:
-    return {
+def _request(videos_per_class: int, seed: int, size: int, fps: int, length_range: tuple[int, int],
+             camera: str) -> dict[str, Any]:
+    extra = {} if camera == "smooth" else {"camera": camera}  # the default keeps earlier v2 requests valid
+    return {**extra,
         "generator_version": GENERATOR_VERSION, "videos_per_class": videos_per_class, "seed": seed,
         "size": size, "fps": fps, "length_range": list(length_range), "classes": list(CLASSES),
         "groups_per_class": GROUPS_PER_CLASS,
@@ -397,7 +406,7 @@ def _request(videos_per_class: int, seed: int, size: int, fps: int, length_range
 
 def make_synthetic(
     out_dir: str | os.PathLike, *, videos_per_class: int = 43, seed: int = 0, size: int = 64, fps: int = 25,
-    length_range: tuple[int, int] = (50, 200), workers: int = 2, progress: bool = True,
+    length_range: tuple[int, int] = (50, 200), workers: int = 2, progress: bool = True, camera: str = "smooth",
 ) -> Path:
     """Write the synthetic dataset in the UCF101 layout under `out_dir` and return `out_dir`.
 
@@ -412,7 +421,9 @@ def make_synthetic(
     if not 2 <= length_range[0] <= length_range[1]:
         raise ValueError(f"length_range must be (min, max) frames with 2 <= min <= max, got {length_range}")
     out = Path(out_dir).expanduser().resolve()
-    request = _request(videos_per_class, seed, size, fps, tuple(length_range))
+    if camera not in CAMERAS:
+        raise ValueError(f"unknown camera {camera!r}; choose from {', '.join(CAMERAS)}")
+    request = _request(videos_per_class, seed, size, fps, tuple(length_range), camera)
     meta_path, partial_path = out / "synthetic.json", out / "synthetic.partial.json"
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
@@ -426,7 +437,7 @@ def make_synthetic(
     out.mkdir(parents=True, exist_ok=True)
     partial_path.write_text(json.dumps(request))
     started = time.perf_counter()
-    jobs = [(str(out), seed, size, cls, g, k, fps, vid, tuple(length_range))
+    jobs = [(str(out), seed, size, cls, g, k, fps, vid, tuple(length_range), camera)
             for vid, cls, g, k in _video_plan(videos_per_class)]
     videos = _run_jobs(jobs, workers, progress)
     _write_splits(out, videos)

@@ -95,8 +95,9 @@ def run_ablation(plan: AblationPlan) -> dict[str, Any]:
             result.pop("confusion", None)
             result["pretext"] = pretext
             results[name].append(result)
-            print(f"[seed {seed}] {name}: video acc {result['finetune']['video_accuracy']:.1f} %, "
-                  f"R@1 {result['retrieval']['R@1']:.1f} % ({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
+            print(f"[seed {seed}] {name}: video acc {result['finetune']['video_accuracy']:.1f} %, linear probe "
+                  f"{result['linear_probe']['video_accuracy']:.1f} %, R@1 {result['retrieval']['R@1']:.1f} % "
+                  f"({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
     minutes = (time.perf_counter() - t0) / 60
     table = ablation_table(plan, results)
     protocol = {"command": plan.command, "seeds": list(plan.seeds), "pretrain_steps": plan.pretrain_steps,
@@ -111,7 +112,8 @@ def run_ablation(plan: AblationPlan) -> dict[str, Any]:
 
 def ablation_table(plan: AblationPlan, results: dict[str, list[dict]]) -> str:
     """Markdown: one row per variant, mean ± std over seeds, the Table 4.1 rows after a separator."""
-    header = ["variant", "task", "CL", "pretext acc. (%)", "video acc. (%)", "R@1 (%)", "R@5 (%)"]
+    header = ["variant", "task", "CL", "pretext acc. (%)", "fine-tuned video acc. (%)", "linear probe acc. (%)",
+              "R@1 (%)", "R@5 (%)"]
     rows = []
     table_4_1 = {name for name, _ in TABLE_4_1}
     for name, cfg in plan.variants:
@@ -121,11 +123,13 @@ def ablation_table(plan: AblationPlan, results: dict[str, list[dict]]) -> str:
         heads = sorted({k for r in runs for k in r["pretext"]})
         pretext = ", ".join(f"{k.removesuffix('_acc')} {fmt([r['pretext'][k] for r in runs])}" for k in heads) or "–"
         rows.append([name, cfg.task if cfg else "–", "yes" if cfg and cfg.contrastive else "no", pretext,
-                     fmt([r["finetune"]["video_accuracy"] for r in runs]), fmt([r["retrieval"]["R@1"] for r in runs]),
+                     fmt([r["finetune"]["video_accuracy"] for r in runs]),
+                     fmt([r["linear_probe"]["video_accuracy"] for r in runs]), fmt([r["retrieval"]["R@1"] for r in runs]),
                      fmt([r["retrieval"]["R@5"] for r in runs])])
     note = (f"{len(plan.seeds)} seeds ({', '.join(map(str, plan.seeds))}), mean ± std; pretraining "
             f"{plan.pretrain_steps} steps; fine-tuning {plan.downstream.finetune_steps} steps on "
-            f"{plan.downstream.label_fraction:.0%} of the labels; video accuracy over 10 clips per test video.")
+            f"{plan.downstream.label_fraction:.0%} of the labels; video accuracy over 10 clips per test video; "
+            "linear probe = linear SVM on the frozen pool5 features of the same labelled videos.")
     return markdown_table(header, rows) + "\n\n" + note
 
 

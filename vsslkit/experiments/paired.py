@@ -22,6 +22,7 @@ from vsslkit.data.synthetic import make_synthetic
 from vsslkit.eval.features import extract_video_features
 from vsslkit.eval.results import Protocol, write_result
 from vsslkit.eval.retrieval import recall_at_k
+from vsslkit.eval.svm import linear_probe
 from vsslkit.eval.video_level import evaluate_classifier
 from vsslkit.train.pretrain import PretrainConfig
 from vsslkit.train.supervised import ClassifierConfig, train_classifier
@@ -126,8 +127,17 @@ def downstream(
     write_result(out_dir / "retrieval.json", retrieval,
                  Protocol(task="retrieval", subset="test", layer=down.layer, pooling=down.pooling, **protocol))
 
-    # 2. fine-tune a copy on the labelled fraction (same subset for every initialisation)
+    # 2. linear probe: a linear SVM on the frozen features of the labelled fraction only
     labelled = label_fraction(data.train, down.label_fraction, seed)
+    row = {path: i for i, path in enumerate(data.train.paths)}
+    rows = [row[path] for path in labelled.paths]
+    probe = linear_probe(feats["train"][rows], labelled.labels, feats["test"], data.test.labels, seed=seed)
+    linear = {"video_accuracy": 100.0 * probe["accuracy"], "labelled_videos": len(labelled)}
+    write_result(out_dir / "linear_probe.json", linear,
+                 Protocol(task="linear_probe", subset="test", label_fraction=down.label_fraction, layer=down.layer,
+                          pooling=down.pooling, **protocol))
+
+    # 3. fine-tune a copy on the labelled fraction (same subset for every initialisation)
     torch.manual_seed(seed)
     config = ClassifierConfig(backbone=input_cfg.backbone, width=input_cfg.width, num_classes=data.train.num_classes,
                               clip_len=input_cfg.clip_len, stride=down.stride, size=input_cfg.size,
@@ -149,5 +159,5 @@ def downstream(
                                              "confusion": scores["confusion"]},
                  Protocol(task="video_classification", subset="test", label_fraction=down.label_fraction,
                           averaging=down.averaging, **{**protocol, "extra": {**protocol["extra"], **asdict(down)}}))
-    return {"retrieval": retrieval, "finetune": finetune, "confusion": scores["confusion"],
+    return {"retrieval": retrieval, "linear_probe": linear, "finetune": finetune, "confusion": scores["confusion"],
             "class_names": list(data.test.class_names), "curve": fit_result.history}

@@ -44,7 +44,8 @@ FULL_PRETRAIN = replace(CPU_PRETRAIN, backbone="r2plus1d_10", width=1.0, clip_le
 FULL_DOWNSTREAM = replace(CPU_DOWNSTREAM, finetune_steps=3000, lr=0.01)
 FULL_PRETRAIN_STEPS = 20000
 
-METRICS = (("finetune", "video_accuracy", "video acc. (%)"), ("finetune", "clip_accuracy", "clip acc. (%)"),
+METRICS = (("finetune", "video_accuracy", "fine-tuned video acc. (%)"), ("finetune", "clip_accuracy", "clip acc. (%)"),
+           ("linear_probe", "video_accuracy", "linear probe acc. (%)"),
            ("retrieval", "R@1", "R@1 (%)"), ("retrieval", "R@5", "R@5 (%)"), ("retrieval", "R@10", "R@10 (%)"))
 
 
@@ -111,8 +112,10 @@ def _write_report(plan: QuickstartPlan, data: Data, runs: dict[str, list[dict]],
     table = markdown_table(["initialisation"] + [title for *_, title in METRICS], comparison_rows(runs, METRICS))
     d_acc = paired_differences(runs, names[0], names[1], "finetune", "video_accuracy")
     d_r1 = paired_differences(runs, names[0], names[1], "retrieval", "R@1")
-    verdict_acc = _verdict(d_acc, "video accuracy")
+    d_probe = paired_differences(runs, names[0], names[1], "linear_probe", "video_accuracy")
+    verdict_acc = _verdict(d_acc, "fine-tuned video accuracy")
     verdict_r1 = _verdict(d_r1, "R@1")
+    verdict_probe = _verdict(d_probe, "linear-probe video accuracy")
     pretext = runs[names[1]]
     pretext_line = ", ".join(f"{k} {fmt([r['pretext'][k] for r in pretext], 3)}"
                              for k in pretext[0]["pretext"] if k.endswith("acc"))
@@ -130,11 +133,13 @@ def _write_report(plan: QuickstartPlan, data: Data, runs: dict[str, list[dict]],
         table, "",
         (f"- Pretraining ({plan.pretrain.task}{' + MoCo' if plan.pretrain.contrastive else ''}, "
         f"{plan.pretrain_steps} steps × {plan.pretrain.batch_size} clips): final pretext accuracy {pretext_line}."),
-        f"- {verdict_acc}", f"- {verdict_r1}",
+        f"- {verdict_acc}", f"- {verdict_probe}", f"- {verdict_r1}",
         f"- Total time {minutes:.1f} min on {resolve_device(plan.device).type}.", "",
-        ("Protocol: video accuracy = softmax averaged over 10 uniformly spaced centre-cropped clips per test video; "
-        "retrieval = pool5 features (global average pooling, mean of 10 clips), standardised with training-set "
-        "statistics, cosine similarity, test videos query the training videos; no test video is dropped."), "",
+        ("Protocol: fine-tuned video accuracy = the whole network fine-tuned on the labelled fraction, softmax "
+        "averaged over 10 uniformly spaced centre-cropped clips per test video; linear probe = a linear SVM on the "
+        "frozen, L2-normalised pool5 video features of the same labelled videos; retrieval = pool5 features "
+        "(global average pooling, mean of 10 clips), standardised with training-set statistics, cosine "
+        "similarity, test videos query the training videos; no test video is dropped."), "",
         "```json", json.dumps(protocol, indent=1), "```", ""])
     (out / "report.md").write_text(text, encoding="utf-8")
     (out / "results.json").write_text(json.dumps({"protocol": protocol, "runs": runs}, indent=1, default=float))
@@ -145,7 +150,10 @@ def _write_report(plan: QuickstartPlan, data: Data, runs: dict[str, list[dict]],
                                                          metrics=("loss",), title="fine-tuning loss (first seed)")))
     figures.append(("video accuracy", plots.bar_comparison(
         {n: mean_std([r["finetune"]["video_accuracy"] for r in runs[n]]) for n in names},
-        title="video accuracy on the test split", yaxis="%")))
+        title="fine-tuned video accuracy on the test split", yaxis="%")))
+    figures.append(("linear probe", plots.bar_comparison(
+        {n: mean_std([r["linear_probe"]["video_accuracy"] for r in runs[n]]) for n in names},
+        title="linear probe (frozen features) video accuracy on the test split", yaxis="%")))
     figures.append(("retrieval", plots.recall_figure(
         {n: {int(k[2:]): mean_std([r["retrieval"][k] for r in runs[n]])[0] for k in runs[n][0]["retrieval"]}
          for n in names})))
