@@ -74,6 +74,9 @@ def test_ablation_table_has_every_variant(tiny_synthetic, tmp_path):
     for name, _ in variants:
         assert f"| {name} |" in table
     assert "*Table 4.1 variants*" in table and out["protocol"]["variants"]["random init"] is None
+    assert "| 57.9 |" in table and "Ordering against the thesis" in table  # the thesis column and the comparison
+    # the table re-rendered from results.json (`--table-from`) is the one the run wrote
+    assert ab.table_from_results(tmp_path / "results.json") + "\n" == table
     assert fmt([1.0, 3.0]) == "2.0 ± 1.4" and fmt([2.0]) == "2.0"
 
 
@@ -87,3 +90,19 @@ def test_ablation_variants_differ_only_in_what_the_tables_vary():
     for name, cfg in configs.items():
         if cfg is not None:
             assert (cfg.backbone, cfg.clip_len, cfg.size, cfg.residual) == ("r3d_10", 8, 56, True), name
+
+
+def test_ordering_agreement_counts_pairs_ordered_as_the_thesis():
+    def runs(values):
+        return [{"retrieval": {"R@1": v}} for v in values]
+
+    thesis = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 3.0}
+    same = ab.ordering_agreement({"a": runs([1, 3]), "b": runs([5]), "c": runs([9]), "d": runs([0])}, thesis,
+                                 "retrieval", "R@1")
+    # pairs (a,b) (a,c) (b,c) agree; (a,d) (b,d) disagree; (c,d) is a thesis tie and is skipped
+    assert (same["agree"], same["pairs"], same["rows"]) == (3, 5, 4)
+    reversed_ = ab.ordering_agreement({"a": runs([3]), "b": runs([2]), "c": runs([1])}, thesis, "retrieval", "R@1")
+    assert reversed_["agree"] == 0 and reversed_["spearman"] == pytest.approx(-1.0)
+    assert ab.ordering_agreement({}, thesis, "retrieval", "R@1")["pairs"] == 0
+    assert set(ab.THESIS_TABLE_4_2) == {n for n, _ in ab.TABLE_4_2}
+    assert set(ab.THESIS_TABLE_4_1) - {n for n, _ in ab.TABLE_4_1} == {"fine-grained + localization + CL"}

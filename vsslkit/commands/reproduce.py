@@ -23,12 +23,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--only", nargs="*", default=None, help="run only the variants whose names contain these words")
     a.add_argument("--device", default="auto")
     a.add_argument("--progress", action="store_true")
+    a.add_argument("--table-from", type=Path, default=None, metavar="RESULTS_JSON",
+                   help="do not run: re-render the table (and the ordering against the thesis) from a results.json")
     a.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from vsslkit.experiments import ablation as ab
 
+    if args.table_from is not None:
+        print(ab.table_from_results(args.table_from))
+        return 0
     variants = ab.TABLE_4_2 + ab.TABLE_4_1
     if args.only:
         variants = [(n, c) for n, c in variants if n == "random init" or any(w in n for w in args.only)]

@@ -8,6 +8,7 @@ downstream protocol (`experiments.paired.downstream`) for every seed.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from vsslkit.experiments.quickstart import CPU_DOWNSTREAM, CPU_PRETRAIN
 from vsslkit.experiments.report import fmt, markdown_table, mean_std
 from vsslkit.models import build_backbone
 from vsslkit.train.distributed import resolve_device
-from vsslkit.train.pretrain import PretrainConfig, pretrain
+from vsslkit.train.pretrain import PretrainConfig, config_from_checkpoint, pretrain
 
 # Table 4.2 rows: the pretext tasks alone and with the contrastive (CL) regulariser.
 _BASE = replace(CPU_PRETRAIN, contrastive=False)
@@ -46,6 +47,20 @@ TABLE_4_1: list[tuple[str, PretrainConfig | None]] = [
     ("pool {1,2,3}, class-primary", replace(_FULL, task_options={"primary": "class"})),
     ("pool {1,2,3,4}, location-primary", replace(_FULL, task_options={"pool": (1, 2, 3, 4)})),
 ]
+# The thesis' UCF101 fine-tuning accuracies (%, R(2+1)D), only to compare orderings with. Table 4.1
+# varies pool and sampling of fine-grained + localization (79.7 = its default setting, without CL);
+# the miniature varies them on the full method, so its reference row is "fine-grained + localization + CL".
+THESIS_TABLE_4_2 = {
+    "random init": 57.9, "pace baseline": 75.1, "contrastive only (CL)": 75.6, "coarse speed change (SC, ch. 3)": 75.8,
+    "fine-grained classification": 77.5, "fine-grained + localization": 79.7, "pace baseline + CL": 76.7,
+    "coarse SC + CL": 77.2, "fine-grained + localization + CL": 81.6,
+}
+THESIS_TABLE_4_1 = {
+    "fine-grained + localization + CL": 79.7, "pool {1,2}, location-primary": 79.3,
+    "pool {1,2,3}, class-primary": 78.2, "pool {1,2,3,4}, location-primary": 78.9,
+}
+AGREEMENT_METRICS = (("finetune", "video_accuracy", "fine-tuned video accuracy"),
+                     ("linear_probe", "video_accuracy", "linear-probe accuracy"), ("retrieval", "R@1", "R@1"))
 # The reduced default budget keeps 12 variants x 3 seeds inside 90 minutes on 2 CPU cores.
 ABLATION_PRETRAIN_STEPS = 120
 ABLATION_DOWNSTREAM = replace(CPU_DOWNSTREAM, finetune_steps=100)
@@ -113,7 +128,7 @@ def run_ablation(plan: AblationPlan) -> dict[str, Any]:
 def ablation_table(plan: AblationPlan, results: dict[str, list[dict]]) -> str:
     """Markdown: one row per variant, mean ± std over seeds, the Table 4.1 rows after a separator."""
     header = ["variant", "task", "CL", "pretext acc. (%)", "fine-tuned video acc. (%)", "linear probe acc. (%)",
-              "R@1 (%)", "R@5 (%)"]
+              "R@1 (%)", "R@5 (%)", "thesis UCF101 (%)"]
     rows = []
     table_4_1 = {name for name, _ in TABLE_4_1}
     for name, cfg in plan.variants:
@@ -125,12 +140,53 @@ def ablation_table(plan: AblationPlan, results: dict[str, list[dict]]) -> str:
         rows.append([name, cfg.task if cfg else "–", "yes" if cfg and cfg.contrastive else "no", pretext,
                      fmt([r["finetune"]["video_accuracy"] for r in runs]),
                      fmt([r["linear_probe"]["video_accuracy"] for r in runs]), fmt([r["retrieval"]["R@1"] for r in runs]),
-                     fmt([r["retrieval"]["R@5"] for r in runs])])
+                     fmt([r["retrieval"]["R@5"] for r in runs]), _thesis(name)])
     note = (f"{len(plan.seeds)} seeds ({', '.join(map(str, plan.seeds))}), mean ± std; pretraining "
             f"{plan.pretrain_steps} steps; fine-tuning {plan.downstream.finetune_steps} steps on "
             f"{plan.downstream.label_fraction:.0%} of the labels; video accuracy over 10 clips per test video; "
             "linear probe = linear SVM on the frozen pool5 features of the same labelled videos.")
-    return markdown_table(header, rows) + "\n\n" + note
+    agreement = []
+    for table, thesis in (("Table 4.2", THESIS_TABLE_4_2), ("Table 4.1", THESIS_TABLE_4_1)):
+        for section, key, title in AGREEMENT_METRICS:
+            a = ordering_agreement(results, thesis, section, key)
+            if a["pairs"]:
+                agreement.append(f"- {table}, {title}: the miniature orders {a['agree']} of {a['pairs']} pairs of "
+                                 f"variants as the thesis does (Spearman rank correlation {a['spearman']:+.2f}, "
+                                 f"{a['rows']} rows).")
+    text = markdown_table(header, rows) + "\n\n" + note
+    return text + ("\n\nOrdering against the thesis (means over seeds):\n" + "\n".join(agreement) if agreement else "")
+
+
+def _thesis(name: str) -> str:
+    value = THESIS_TABLE_4_2.get(name, THESIS_TABLE_4_1.get(name))
+    return "–" if value is None else f"{value:.1f}"
+
+
+def ordering_agreement(results: dict[str, list[dict]], thesis: dict[str, float], section: str,
+                       key: str) -> dict[str, Any]:
+    """How many pairs of variants (both run, both in `thesis`) the miniature's seed means order as the
+    thesis does, and the Spearman correlation of the two orderings (ties in the thesis count as
+    disagreement-free: they are skipped)."""
+    from scipy.stats import spearmanr
+
+    names = [n for n in thesis if results.get(n)]
+    ours = {n: mean_std([r[section][key] for r in results[n]])[0] for n in names}
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if thesis[a] != thesis[b]]
+    agree = sum((ours[a] - ours[b]) * (thesis[a] - thesis[b]) > 0 for a, b in pairs)
+    defined = len(names) > 2 and len(set(ours.values())) > 1  # a constant column has no rank correlation
+    rho = float(spearmanr([ours[n] for n in names], [thesis[n] for n in names]).statistic) if defined else math.nan
+    return {"agree": agree, "pairs": len(pairs), "spearman": rho, "rows": len(names)}
+
+
+def table_from_results(path: str | Path) -> str:
+    """Re-render `table.md` from a run's `results.json` (e.g. one that ran on a GPU elsewhere)."""
+    raw = json.loads(Path(path).read_text())
+    protocol, results = raw["protocol"], raw["results"]
+    variants = [(name, None if cfg is None else config_from_checkpoint({"config": {"pretrain": cfg}}))
+                for name, cfg in protocol["variants"].items()]
+    plan = AblationPlan(seeds=tuple(protocol["seeds"]), variants=variants, pretrain_steps=protocol["pretrain_steps"],
+                        downstream=DownstreamConfig(**protocol["downstream"]))
+    return ablation_table(plan, results)
 
 
 def best_minus_random(results: dict[str, list[dict]], name: str, key: tuple[str, str]) -> tuple[float, float]:
