@@ -133,7 +133,7 @@ def ablation_table(plan: AblationPlan, results: dict[str, list[dict]]) -> str:
     table_4_1 = {name for name, _ in TABLE_4_1}
     for name, cfg in plan.variants:
         runs = results[name]
-        if name in table_4_1 and rows and rows[-1][0] != "*Table 4.1 variants*":
+        if name in table_4_1 and not any(row[0] == "*Table 4.1 variants*" for row in rows):
             rows.append(["*Table 4.1 variants*"] + [""] * (len(header) - 1))
         heads = sorted({k for r in runs for k in r["pretext"]})
         pretext = ", ".join(f"{k.removesuffix('_acc')} {fmt([r['pretext'][k] for r in runs])}" for k in heads) or "–"
