@@ -92,6 +92,13 @@ def test_ablation_variants_differ_only_in_what_the_tables_vary():
             assert (cfg.backbone, cfg.clip_len, cfg.size, cfg.residual) == ("r3d_10", 8, 56, True), name
 
 
+def test_verdict_says_beats_only_when_every_seed_agrees():
+    assert qs._verdict([1.0, 2.0, 3.0], "R@1").startswith("Pretraining beats random initialisation on R@1: +2.0 ± 1.0")
+    assert qs._verdict([-1.0, 0.0], "R@1").startswith("Pretraining does not beat random initialisation on R@1: -0.5")
+    mixed = qs._verdict([-1.0, 1.6, 0.0], "video accuracy")
+    assert mixed.startswith("No clear difference on video accuracy: +0.2") and "better on 1 of 3 seeds" in mixed
+
+
 def test_ordering_agreement_counts_pairs_ordered_as_the_thesis():
     def runs(values):
         return [{"retrieval": {"R@1": v}} for v in values]

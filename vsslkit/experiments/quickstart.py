@@ -165,9 +165,14 @@ def _write_report(plan: QuickstartPlan, data: Data, runs: dict[str, list[dict]],
 
 
 def _verdict(diffs: list[float], what: str) -> str:
+    """"beats" only when pretraining is better on every paired seed; a mixed record is called so."""
     m, s = mean_std(diffs)
-    wins = sum(d > 0 for d in diffs)
-    direction = "beats" if m > 0 else "does not beat"
-    spread = f" ± {s:.1f}" if len(diffs) > 1 else ""
-    return (f"Pretraining {direction} random initialisation on {what}: {m:+.1f}{spread} points "
-            f"(paired, better on {wins} of {len(diffs)} seeds).")
+    wins, n = sum(d > 0 for d in diffs), len(diffs)
+    spread = f" ± {s:.1f}" if n > 1 else ""
+    if wins == n:
+        return f"Pretraining beats random initialisation on {what}: {m:+.1f}{spread} points (paired, better on {n} of {n} seeds)."
+    if wins == 0:
+        return (f"Pretraining does not beat random initialisation on {what}: {m:+.1f}{spread} points "
+                f"(paired, better on 0 of {n} seeds).")
+    return (f"No clear difference on {what}: {m:+.1f}{spread} points (paired, pretraining better on {wins} of "
+            f"{n} seeds).")
