@@ -1,4 +1,5 @@
-"""`vsslkit retrieve | evaluate | report | pretext-eval`: downstream protocols, each result saved with its protocol.
+"""`vsslkit retrieve | evaluate | report | pretext-eval | pretext-probe`: evaluation protocols,
+each result saved with its protocol.
 
 Heavy imports (torch, the models) happen inside the command functions so `vsslkit --help` stays fast.
 """

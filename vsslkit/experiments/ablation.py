@@ -165,8 +165,7 @@ def _thesis(name: str) -> str:
 def ordering_agreement(results: dict[str, list[dict]], thesis: dict[str, float], section: str,
                        key: str) -> dict[str, Any]:
     """How many pairs of variants (both run, both in `thesis`) the miniature's seed means order as the
-    thesis does, and the Spearman correlation of the two orderings (ties in the thesis count as
-    disagreement-free: they are skipped)."""
+    thesis does (pairs the thesis ties are skipped), and the Spearman correlation of the two orderings."""
     from scipy.stats import spearmanr
 
     names = [n for n in thesis if results.get(n)]

@@ -1,4 +1,5 @@
-"""Paired downstream comparison: one backbone initialisation → frozen retrieval + low-label fine-tuning.
+"""Paired downstream comparison: one backbone initialisation → frozen retrieval, a linear probe of the
+frozen features and low-label fine-tuning.
 
 Every initialisation (random, or a pretrained checkpoint) goes through exactly the same protocol
 with the same seed: the same labelled subset, the same fine-tuning steps and crops, the same
