@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vsslkit.commands.train import add_task_arguments, task_options
 from vsslkit.data.store import default_store_dir
 
 DEFAULT_STORE = default_store_dir()
@@ -90,10 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     q.add_argument("--data", type=Path, required=True, help="dataset root (UCF101/HMDB51 layout)")
     q.add_argument("--split", type=int, default=1)
-    q.add_argument("--task", default="speed-change-fine", help="pace | speed-change-coarse | speed-change-fine")
-    q.add_argument("--speed-pool", type=int, nargs="*", default=None,
-                   help="speeds: the fine task's pool (default 1 2 3) or the pace/coarse speeds (default 1 2 3 4)")
-    q.add_argument("--sampling", choices=("location", "class"), default=None, help="speed-change-fine sampling")
+    add_task_arguments(q)
     q.add_argument("--clip-len", type=int, default=8)
     q.add_argument("--size", type=int, default=56, help="centre crop in pixels")
     q.add_argument("--train-clips-per-video", type=int, default=8)
@@ -486,15 +484,11 @@ def run_pretext_probe(args: argparse.Namespace) -> int:
     store = FrameStore(args.store, short_side=args.short_side)
     train, bad_train = open_dataset(args.data, args.split, "train").with_frame_counts(store)
     test, bad_test = open_dataset(args.data, args.split, "test").with_frame_counts(store)
-    options: dict[str, Any] = {}
-    if args.speed_pool:
-        options["pool" if args.task == "speed-change-fine" else "speeds"] = tuple(args.speed_pool)
-    if args.sampling:
-        options["primary"] = args.sampling
     result = motion_energy_probe(args.task, train=(train.paths, train.num_frames), test=(test.paths, test.num_frames),
                                  source=store, clip_len=args.clip_len, crop_size=args.size,
                                  train_clips_per_video=args.train_clips_per_video,
-                                 test_clips_per_video=args.test_clips_per_video, seed=args.seed, **options)
+                                 test_clips_per_video=args.test_clips_per_video, seed=args.seed,
+                                 **task_options(args))
     for path, reason in [*bad_train, *bad_test, *result["skipped"]]:
         print(f"skipped {path}: {reason}")
     print(f"motion-energy probe, {args.task}: fitted on {result['train_clips']} clips of the training videos, "

@@ -123,19 +123,34 @@ def _common(p: argparse.ArgumentParser, *, lr: float, batch_size: int) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("pretrain", help="self-supervised pretraining with a temporal pretext task",
-                              description="Self-supervised pretraining with a temporal pretext task.")
-    _common(p, lr=0.05, batch_size=16)
+def add_task_arguments(p: argparse.ArgumentParser) -> None:
+    """--task, --speed-pool, --sampling: the pretext task flags shared by `pretrain` and `pretext-probe`."""
     p.add_argument("--task", default="speed-change-fine", help="pace | speed-change-coarse | speed-change-fine")
-    p.add_argument("--contrastive", action="store_true", help="add the MoCo same-video branch")
-    p.add_argument("--queue-size", type=int, default=2048, help="MoCo queue length")
-    p.add_argument("--ctr-weight", type=float, default=0.5, help="weight of the contrastive loss")
-    p.add_argument("--same-batch", action="store_true", help="each video contributes every speed class")
     p.add_argument("--speed-pool", type=int, nargs="*", default=None,
                    help="speeds: the fine task's pool (default 1 2 3) or the pace/coarse speeds (default 1 2 3 4)")
     p.add_argument("--sampling", choices=("location", "class"), default=None,
                    help="speed-change-fine: location-primary (default) or class-primary sampling")
+
+
+def task_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The task constructor's keyword arguments from `add_task_arguments`' flags (only those given)."""
+    options: dict[str, Any] = {}
+    if args.speed_pool:
+        options["pool" if args.task == "speed-change-fine" else "speeds"] = tuple(args.speed_pool)
+    if args.sampling:
+        options["primary"] = args.sampling
+    return options
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("pretrain", help="self-supervised pretraining with a temporal pretext task",
+                              description="Self-supervised pretraining with a temporal pretext task.")
+    _common(p, lr=0.05, batch_size=16)
+    add_task_arguments(p)
+    p.add_argument("--contrastive", action="store_true", help="add the MoCo same-video branch")
+    p.add_argument("--queue-size", type=int, default=2048, help="MoCo queue length")
+    p.add_argument("--ctr-weight", type=float, default=0.5, help="weight of the contrastive loss")
+    p.add_argument("--same-batch", action="store_true", help="each video contributes every speed class")
     p.set_defaults(func=run_pretrain)
 
     p = subparsers.add_parser("finetune", help="supervised action classification from a checkpoint or from scratch",
@@ -201,13 +216,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     try:
         torch.manual_seed(args.seed)
         index, store = _load_index(args, info)
-        options: dict[str, Any] = {}
-        if args.speed_pool:
-            options["pool" if args.task == "speed-change-fine" else "speeds"] = tuple(args.speed_pool)
-        if args.sampling:
-            options["primary"] = args.sampling
         config = PretrainConfig(
-            task=args.task, task_options=options, contrastive=args.contrastive, ctr_weight=args.ctr_weight,
+            task=args.task, task_options=task_options(args), contrastive=args.contrastive, ctr_weight=args.ctr_weight,
             queue_size=args.queue_size, same_batch=args.same_batch, backbone=args.backbone, width=args.width,
             norm=args.norm, clip_len=args.clip_len, size=args.size, residual=args.residual, flip=args.flip,
             batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, milestones=tuple(args.milestones),
