@@ -8,6 +8,7 @@ arrow-of-time head can exploit.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,11 @@ class VideoTooShortError(ValueError):
         self.needed, self.available = needed, available
 
 
+IGNORE_INDEX = -100
+"""The label value a head skips (PyTorch's `cross_entropy` default): e.g. a motion label of a
+motionless clip. Float labels use NaN for the same purpose."""
+
+
 @dataclass(frozen=True)
 class Plan:
     """Frame indices of one clip plus the parameters that produced them.
@@ -29,36 +35,82 @@ class Plan:
     `indices` is an int64 array into the video's frames (possibly decreasing for reversed
     playback); `kind` names the generator (e.g. "constant", "speed_change"); `params` holds its
     parameters (e.g. {"stride": 2, "start": 17}) so that labels and plots can be derived.
+    `video` is None for the item's own video, or the index of *another* video of the dataset
+    (ASCNet's positive comes from a different video than its anchor).
     """
 
     indices: np.ndarray
     kind: str
     params: dict[str, Any] = field(default_factory=dict)
+    video: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "indices", np.asarray(self.indices, dtype=np.int64))
+        if self.video is not None:
+            object.__setattr__(self, "video", int(self.video))
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.params.items())
-        return f"Plan({self.kind}: {args}; indices={self.indices.tolist()})"
+        where = "" if self.video is None else f"video {self.video}, "
+        return f"Plan({self.kind}: {where}{args}; indices={self.indices.tolist()})"
+
+
+Label = int | float | np.ndarray
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One training example before frames are gathered: clip plans plus integer labels.
+    """One training example before frames are gathered: **named** clip plans, labels and extras.
 
-    Most tasks produce one plan; contrastive branches add a key clip, playback-order tasks
-    several. `labels` maps a head name to its class index (e.g. {"speed": 4, "loc": 6}).
+    `plans` maps a clip name to its plan: `{"clip": ...}` for one-clip tasks, `{"clip": ...,
+    "key": ...}` under MoCo (names prefixed by `Joint`), `{"clip0": ..., "clip2": ...}` for
+    playback order. Naming them (rather than relying on positions) is what lets several tasks
+    share a batch without misreading each other's clips.
+    `labels` maps a label name to an int class (`IGNORE_INDEX` to skip it), a float (NaN to
+    skip) or an array; `extras` holds float arrays that are inputs to a loss rather than
+    targets (e.g. a patch's affine transform). All three travel through `collate`.
     """
 
-    plans: tuple[Plan, ...]
-    labels: dict[str, int]
+    plans: Mapping[str, Plan]
+    labels: Mapping[str, Label] = field(default_factory=dict)
+    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "plans", tuple(self.plans))
+        if not isinstance(self.plans, Mapping):
+            raise TypeError(f"Sample.plans must map clip names to plans, got {type(self.plans).__name__}")
+        if not self.plans:
+            raise ValueError("a Sample needs at least one plan")
+        object.__setattr__(self, "plans", dict(self.plans))
+        object.__setattr__(self, "labels", dict(self.labels))
+        object.__setattr__(self, "extras", {k: np.asarray(v, dtype=np.float32) for k, v in self.extras.items()})
+
+    @property
+    def plan(self) -> Plan:
+        """The plan of a one-clip sample (the "clip" plan; an error when the name is ambiguous)."""
+        if "clip" in self.plans:
+            return self.plans["clip"]
+        if len(self.plans) == 1:
+            return next(iter(self.plans.values()))
+        raise KeyError(f"this sample has several plans {sorted(self.plans)}; pick one by name")
+
+    def prefixed(self, prefix: str) -> Sample:
+        """The same sample with every plan, label and extra name prefixed (see `tasks.Joint`)."""
+        return Sample({prefix + k: v for k, v in self.plans.items()}, {prefix + k: v for k, v in self.labels.items()},
+                      {prefix + k: v for k, v in self.extras.items()})
+
+
+@dataclass(frozen=True)
+class ItemContext:
+    """What a sampler may know beyond its own video: its index among the dataset's videos, every
+    video's frame count and group (a cross-video plan picks another video by index and must fit
+    in *its* frames; a group is e.g. UCF101's "gXX", clips cut from one long video)."""
+
+    index: int
+    num_frames: tuple[int, ...]
+    groups: tuple[str, ...] | None = None
 
 
 def constant_plan(

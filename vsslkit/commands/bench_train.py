@@ -73,7 +73,7 @@ def bench_train(*, backbone: str = "r3d_10", width: float = 0.25, batch_size: in
     model = PretextModel(build_backbone(backbone, width=width), task).to(dev)
 
     # (a) the bare step on one fixed batch
-    batch = {"clips": [torch.randn(batch_size, 3, frames, size, size, device=dev)],
+    batch = {"clips": {"clip": torch.randn(batch_size, 3, frames, size, size, device=dev)},
              "labels": {"speed": torch.randint(0, task.heads["speed"], (batch_size,), device=dev)}}
     opt = make_optimizer("sgd", model.parameters(), lr=0.01)
     model.train()

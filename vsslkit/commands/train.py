@@ -125,7 +125,8 @@ def _common(p: argparse.ArgumentParser, *, lr: float, batch_size: int) -> None:
 
 def add_task_arguments(p: argparse.ArgumentParser) -> None:
     """--task, --speed-pool, --sampling: the pretext task flags shared by `pretrain` and `pretext-probe`."""
-    p.add_argument("--task", default="speed-change-fine", help="pace | speed-change-coarse | speed-change-fine")
+    p.add_argument("--task", default="speed-change-fine",
+                   help="pace | speed-change-coarse | speed-change-fine | arrow-of-time | none (with --contrastive)")
     p.add_argument("--speed-pool", type=int, nargs="*", default=None,
                    help="speeds: the fine task's pool (default 1 2 3) or the pace/coarse speeds (default 1 2 3 4)")
     p.add_argument("--sampling", choices=("location", "class"), default=None,
@@ -209,7 +210,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     import torch
 
     from vsslkit.train.distributed import cleanup, init_distributed
-    from vsslkit.train.pretrain import PretrainConfig, pretrain
+    from vsslkit.train.pretrain import MoCoConfig, PretrainConfig, pretrain
 
     resolve_settings(args, defaults=TRAIN_DEFAULTS, sources=[])
     info = init_distributed(args.device)
@@ -217,8 +218,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)
         index, store = _load_index(args, info)
         config = PretrainConfig(
-            task=args.task, task_options=task_options(args), contrastive=args.contrastive, ctr_weight=args.ctr_weight,
-            queue_size=args.queue_size, same_batch=args.same_batch, backbone=args.backbone, width=args.width,
+            task=args.task, task_options=task_options(args),
+            moco=MoCoConfig(weight=args.ctr_weight, queue_size=args.queue_size) if args.contrastive else None,
+            same_batch=args.same_batch, backbone=args.backbone, width=args.width,
             norm=args.norm, clip_len=args.clip_len, size=args.size, residual=args.residual, flip=args.flip,
             batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, milestones=tuple(args.milestones),
             seed=args.seed)
@@ -309,7 +311,7 @@ def _init_label(checkpoint: str) -> str:
     config = read_checkpoint(checkpoint).get("config") or {}
     if isinstance(config, dict) and config.get("pretrain"):
         pre = config["pretrain"]
-        return f"pretrain:{pre.get('task')}" + ("+moco" if pre.get("contrastive") else "")
+        return f"pretrain:{pre.get('task')}" + ("+moco" if pre.get("moco") or pre.get("contrastive") else "")
     if isinstance(config, dict) and "num_classes" in config:
         return "classifier"
     return "checkpoint"

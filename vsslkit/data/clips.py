@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from vsslkit.data import transforms as T
-from vsslkit.plans import Sample
+from vsslkit.plans import ItemContext, Sample
 
 
 class FrameSource(Protocol):
@@ -29,7 +29,8 @@ class FrameSource(Protocol):
     def read(self, video_path: Path, indices: np.ndarray) -> np.ndarray: ...
 
 
-SampleFn = Callable[[int, np.random.Generator], "Sample | Sequence[Sample]"]
+SampleFn = Callable[..., "Sample | Sequence[Sample]"]
+"""`sample_fn(num_frames, rng, *, epoch, context)`: a task's `sample` (or `same_batch.all_transforms`)."""
 
 
 class _ReadError(Exception):
@@ -69,17 +70,21 @@ class ClipDataset(torch.utils.data.Dataset):
         min_frames: int = 1,
         same_batch: bool = False,
         max_retries: int = 3,
+        groups: Sequence[str] | None = None,
     ):
         if labels is not None and len(labels) != len(videos):
             raise ValueError(f"{len(videos)} videos but {len(labels)} labels")
         if len(num_frames) != len(videos):
             raise ValueError(f"{len(videos)} videos but {len(num_frames)} frame counts")
+        if groups is not None and len(groups) != len(videos):
+            raise ValueError(f"{len(videos)} videos but {len(groups)} groups")
         self.source, self.sample_fn, self.seed = source, sample_fn, int(seed)
         self.same_batch, self.max_retries = same_batch, max_retries
         self.epoch = 0
         self.videos: list[Path] = []
         self.labels: list[int] = []
         self.num_frames: list[int] = []
+        self.groups: list[str] | None = None if groups is None else []
         self.skipped: list[tuple[Path, str]] = []
         for k, (path, n) in enumerate(zip(videos, num_frames)):
             if int(n) < min_frames:
@@ -88,6 +93,8 @@ class ClipDataset(torch.utils.data.Dataset):
             self.videos.append(Path(path))
             self.labels.append(-1 if labels is None else int(labels[k]))
             self.num_frames.append(int(n))
+            if self.groups is not None:
+                self.groups.append(str(groups[k]))
         if not self.videos:
             raise ValueError(f"no usable video: all {len(self.skipped)} are too short (first: {self.skipped[:1]})")
 
@@ -117,60 +124,69 @@ class ClipDataset(torch.utils.data.Dataset):
         raise RuntimeError(f"{self.videos[index]}: reading failed {self.max_retries + 1} times in a row; "
                            f"last failures: {[(f.path, f.reason) for f in failures]}")
 
+    def context(self, video: int) -> ItemContext:
+        """What a sampler may know about the dataset beyond video `video` (cross-video plans)."""
+        return ItemContext(video, tuple(self.num_frames), None if self.groups is None else tuple(self.groups))
+
     def _load(self, epoch: int, index: int, video: int) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, epoch, index])
-        samples = self.sample_fn(self.num_frames[video], rng)
+        samples = self.sample_fn(self.num_frames[video], rng, epoch=epoch, context=self.context(video))
         samples = list(samples) if self.same_batch else [samples]
         if not samples:
             raise ValueError(f"{self.videos[video]}: the sampler returned no sample")
-        path = self.videos[video]
-        per_plan: list[list[torch.Tensor]] = [[] for _ in samples[0].plans]
+        names = list(samples[0].plans)
+        frames: dict[str, list[torch.Tensor]] = {name: [] for name in names}
         for sample in samples:
-            if len(sample.plans) != len(per_plan):
-                raise ValueError(f"{path}: samples of one video have different numbers of plans")
-            for slot, plan in zip(per_plan, sample.plans):
+            if list(sample.plans) != names:
+                raise ValueError(f"{self.videos[video]}: samples of one video have different plans "
+                                 f"({list(sample.plans)} vs {names})")
+            for name, plan in sample.plans.items():
+                if plan.video is not None and not 0 <= plan.video < len(self):
+                    raise ValueError(f"plan {name!r} names video {plan.video}, the dataset has {len(self)}")
+                path = self.videos[video if plan.video is None else plan.video]
                 try:
-                    frames = self.source.read(path, plan.indices)
+                    clip = self.source.read(path, plan.indices)
                 except Exception as exc:
                     raise _ReadError() from exc
-                if len(frames) != len(plan.indices):
-                    raise _ReadError() from RuntimeError(f"read {len(frames)} frames, asked for {len(plan.indices)}")
-                slot.append(torch.from_numpy(np.ascontiguousarray(frames)))
-        label_keys = samples[0].labels.keys()
-        labels = {k: [int(s.labels[k]) for s in samples] for k in label_keys}
+                if len(clip) != len(plan.indices):
+                    raise _ReadError() from RuntimeError(f"read {len(clip)} frames, asked for {len(plan.indices)}")
+                frames[name].append(torch.from_numpy(np.ascontiguousarray(clip)))
+        labels = {k: [s.labels[k] for s in samples] for k in samples[0].labels}
         labels["class"] = [self.labels[video]] * len(samples)
-        if self.same_batch:
-            return {"frames": [torch.stack(slot) for slot in per_plan],
-                    "labels": {k: torch.tensor(v, dtype=torch.long) for k, v in labels.items()},
-                    "video": torch.full((len(samples),), video, dtype=torch.long), "grouped": True}
-        return {"frames": [slot[0] for slot in per_plan], "labels": {k: v[0] for k, v in labels.items()},
-                "video": video, "grouped": False}
+        extras = {k: [s.extras[k] for s in samples] for k in samples[0].extras}
+        return {"frames": frames, "labels": labels, "extras": extras, "video": [video] * len(samples)}
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack items into uint8 `(B, K, h, w, 3)` per plan; `same_batch` items are flattened.
+    """Stack items into uint8 `{name: (B, K, h, w, 3)}` per named plan; `same_batch` items are flattened.
 
     Videos of different aspect ratios have different stored sizes: every clip is centre-cropped
     to the batch's smallest height and width first (the random crop comes later, per clip).
+    Labels become LongTensors (int classes), float tensors (float labels) or stacked arrays;
+    extras become float tensors.
     """
-    grouped = items[0]["grouped"]
-    num_plans = len(items[0]["frames"])
-    frames = []
-    for p in range(num_plans):
-        clips = [it["frames"][p] for it in items]
+    frames = {}
+    for name in items[0]["frames"]:
+        clips = [c for it in items for c in it["frames"][name]]
         h = min(c.shape[-3] for c in clips)
         w = min(c.shape[-2] for c in clips)
-        clips = [_centre(c, h, w) for c in clips]
-        frames.append(torch.cat(clips) if grouped else torch.stack(clips))
-    keys = items[0]["labels"].keys()
-    if grouped:
-        labels = {k: torch.cat([it["labels"][k] for it in items]) for k in keys}
-        video = torch.cat([it["video"] for it in items])
-    else:
-        labels = {k: torch.tensor([it["labels"][k] for it in items], dtype=torch.long) for k in keys}
-        video = torch.tensor([it["video"] for it in items], dtype=torch.long)
+        frames[name] = torch.stack([_centre(c, h, w) for c in clips])
+    labels = {k: _label_tensor([v for it in items for v in it["labels"][k]]) for k in items[0]["labels"]}
+    extras = {k: torch.from_numpy(np.stack([v for it in items for v in it["extras"][k]]).astype(np.float32))
+              for k in items[0]["extras"]}
+    video = torch.tensor([v for it in items for v in it["video"]], dtype=torch.long)
     failures = [f for it in items for f in it["failures"]]
-    return {"frames": frames, "labels": labels, "video": video, "failures": failures}
+    return {"frames": frames, "labels": labels, "extras": extras, "video": video, "failures": failures}
+
+
+def _label_tensor(values: list[Any]) -> torch.Tensor:
+    """int classes -> int64 `(B,)`, floats -> float32 `(B,)`, arrays -> stacked `(B, ...)`."""
+    if all(isinstance(v, (int, np.integer, bool, np.bool_)) for v in values):
+        return torch.tensor([int(v) for v in values], dtype=torch.long)
+    if all(isinstance(v, (float, np.floating)) for v in values):
+        return torch.tensor([float(v) for v in values], dtype=torch.float32)
+    array = np.stack([np.asarray(v) for v in values])
+    return torch.from_numpy(array.astype(np.int64 if np.issubdtype(array.dtype, np.integer) else np.float32))
 
 
 def _centre(clip: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -246,11 +262,12 @@ def prepare_batch(
     device: str | torch.device = "cpu",
     channels_last: bool = False,
 ) -> dict[str, Any]:
-    """uint8 frames → `{"clips": [float (B, 3, T, H, W) per plan], "labels": {k: LongTensor}}`.
+    """uint8 frames → `{"clips": {name: float (B, 3, T, H, W)}, "labels", "extras", "augment"}`.
 
     Train: clip-consistent random resized crop (+ horizontal flip unless `flip=False`: a flip
     turns "move right" into "move left", so direction-labelled data must not flip) drawn from
-    `generator`; eval: centre crop.
+    `generator`, plan by plan in the batch's order; eval: centre crop. `augment[name]` records
+    each clip's crop box and flip (train only) for tasks whose labels depend on them.
     With `residual`, plans hold K+1 frames and the clips are their K differences. On CUDA the
     uint8 frames travel first (pinned, non-blocking; 4x fewer bytes than float) and augmentation
     runs on the GPU.
@@ -259,13 +276,14 @@ def prepare_batch(
     if train and generator is None:
         raise ValueError("prepare_batch(train=True) needs a torch.Generator for the random crops")
     cuda = device.type == "cuda"
-    clips = []
-    for frames in batch["frames"]:
+    clips: dict[str, torch.Tensor] = {}
+    augment: dict[str, dict[str, torch.Tensor]] = {}
+    for name, frames in batch["frames"].items():
         if cuda:
             frames = (frames if frames.is_pinned() else frames.pin_memory()).to(device, non_blocking=True)
         if train:
             # The generator must live on the device the crop parameters are drawn on (CPU).
-            frames = T.random_crop_flip(frames, crop_size, generator, flip=flip)
+            frames, augment[name] = T.random_crop_flip(frames, crop_size, generator, flip=flip, return_params=True)
         else:
             frames = T.center_crop(frames, crop_size)
         x = T.to_float_clips(frames)
@@ -273,9 +291,10 @@ def prepare_batch(
             x = T.residual_frames(x)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        clips.append(x)
+        clips[name] = x
     labels = {k: v.to(device, non_blocking=cuda) for k, v in batch["labels"].items()}
-    return {"clips": clips, "labels": labels}
+    extras = {k: v.to(device, non_blocking=cuda) for k, v in batch.get("extras", {}).items()}
+    return {"clips": clips, "labels": labels, "extras": extras, "augment": augment}
 
 
 @dataclass

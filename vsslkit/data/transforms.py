@@ -43,23 +43,31 @@ def center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def random_crop_flip(
-    frames: torch.Tensor, size: int, generator: torch.Generator, *, scale: tuple[float, float] = (0.6, 1.0), flip: bool = True
-) -> torch.Tensor:
+    frames: torch.Tensor, size: int, generator: torch.Generator, *, scale: tuple[float, float] = (0.6, 1.0), flip: bool = True,
+    return_params: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per-clip random resized square crop (+ horizontal flip), identical for every frame of a clip.
 
     The crop area is a fraction `scale` of the short side squared. All clips are cropped, resized
     and flipped in one batched `grid_sample` (bilinear), so this costs one op per batch, on the
     batch's device. Parameters are drawn from `generator` on the CPU, clip by clip.
+    With `return_params`, also returns what was done to each clip, in the (possibly upscaled)
+    input's pixels: `{"box": (B, 3) top, left, side; "flip": (B,) bool}` (tasks whose labels
+    come from pixels or flip with the image read it).
     """
     frames = _ensure_min_side(frames, size)
     b, t, h, w, c = frames.shape
     theta = torch.zeros(b, 2, 3)
+    boxes = torch.zeros(b, 3, dtype=torch.long)
+    flips = torch.zeros(b, dtype=torch.bool)
     for i in range(b):
         s = float(torch.empty(1).uniform_(*scale, generator=generator))
         side = max(1, int(round(min(h, w) * s ** 0.5)))
         top = int(torch.randint(0, h - side + 1, (1,), generator=generator))
         left = int(torch.randint(0, w - side + 1, (1,), generator=generator))
         mirror = -1.0 if flip and bool(torch.randint(0, 2, (1,), generator=generator)) else 1.0
+        boxes[i] = torch.tensor([top, left, side])
+        flips[i] = mirror < 0
         # normalised coordinates (align_corners=False): pixel edges span [-1, 1]
         theta[i, 0, 0], theta[i, 0, 2] = mirror * side / w, (2 * left + side) / w - 1
         theta[i, 1, 1], theta[i, 1, 2] = side / h, (2 * top + side) / h - 1
@@ -67,7 +75,8 @@ def random_crop_flip(
     grid = F.affine_grid(theta.to(x.device), [b, t * c, size, size], align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     out = out.reshape(b, t, c, size, size).permute(0, 1, 3, 4, 2)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+    out = out.round_().clamp_(0, 255).to(torch.uint8)
+    return (out, {"box": boxes, "flip": flips}) if return_params else out
 
 
 def _ensure_min_side(frames: torch.Tensor, size: int) -> torch.Tensor:

@@ -41,7 +41,7 @@ def _features(task: Any, paths: Sequence[str | Path], num_frames: Sequence[int],
     for start in range(0, len(keys), batch_size):
         batch = prepare_batch(collate([dataset[k] for k in keys[start : start + batch_size]]), crop_size=crop_size,
                               train=False, residual=True)
-        features.append(motion_energy(batch["clips"][0]))
+        features.append(motion_energy(batch["clips"]["clip"]))
         for head in task.heads:
             labels[head].append(batch["labels"][head].numpy())
     return np.concatenate(features), {h: np.concatenate(v) for h, v in labels.items()}, dataset.skipped

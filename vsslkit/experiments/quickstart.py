@@ -28,19 +28,19 @@ from vsslkit.experiments.report import (
 )
 from vsslkit.models import build_backbone
 from vsslkit.train.distributed import resolve_device
-from vsslkit.train.pretrain import PretrainConfig, pretrain
+from vsslkit.train.pretrain import MoCoConfig, PretrainConfig, pretrain
 from vsslkit.viz import plots
 
 # The CPU classroom recipe: slim R3D-10 (0.9 M parameters), 8 residual frames, 56 px crops.
-CPU_PRETRAIN = PretrainConfig(task="speed-change-fine", contrastive=True, ctr_weight=0.5, queue_size=512,
-                              momentum=0.99, backbone="r3d_10", width=0.25, clip_len=8, size=56, residual=True,
+CPU_PRETRAIN = PretrainConfig(task="speed-change-fine", moco=MoCoConfig(weight=0.5, queue_size=512, momentum=0.99),
+                              backbone="r3d_10", width=0.25, clip_len=8, size=56, residual=True,
                               batch_size=32, lr=0.05)
 CPU_DOWNSTREAM = DownstreamConfig(label_fraction=0.1, finetune_steps=150, batch_size=16, lr=0.05, stride=2)
 CPU_PRETRAIN_STEPS = 250
 
 # --full: the thesis-sized recipe for a GPU (R(2+1)D-10 at width 1, 16 frames, 112 px).
-FULL_PRETRAIN = replace(CPU_PRETRAIN, backbone="r2plus1d_10", width=1.0, clip_len=16, size=112, queue_size=2048,
-                        momentum=0.999, lr=0.01)
+FULL_PRETRAIN = replace(CPU_PRETRAIN, backbone="r2plus1d_10", width=1.0, clip_len=16, size=112,
+                        moco=MoCoConfig(weight=0.5, queue_size=2048, momentum=0.999), lr=0.01)
 FULL_DOWNSTREAM = replace(CPU_DOWNSTREAM, finetune_steps=3000, lr=0.01)
 FULL_PRETRAIN_STEPS = 20000
 
@@ -117,7 +117,7 @@ def _write_report(plan: QuickstartPlan, data: Data, runs: dict[str, list[dict]],
     verdict_r1 = _verdict(d_r1, "R@1")
     verdict_probe = _verdict(d_probe, "linear-probe video accuracy")
     pretext = runs[names[1]]
-    pretext_line = ", ".join(f"{k} {fmt([r['pretext'][k] for r in pretext], 3)}"
+    pretext_line = ", ".join(f"{k.removeprefix('pretext.')} {fmt([r['pretext'][k] for r in pretext], 3)}"
                              for k in pretext[0]["pretext"] if k.endswith("acc"))
     chance = 100.0 / data.train.num_classes
     protocol = {"pretrain": plan.pretrain.to_json(), "pretrain_steps": plan.pretrain_steps,
@@ -144,7 +144,7 @@ def _write_report(plan: QuickstartPlan, data: Data, runs: dict[str, list[dict]],
     (out / "report.md").write_text(text, encoding="utf-8")
     (out / "results.json").write_text(json.dumps({"protocol": protocol, "runs": runs}, indent=1, default=float))
     figures: list[tuple[str, Any]] = [("summary", text)]
-    figures.append(("pretext training", plots.training_curves(pretext_curves, metrics=("loss", "speed_acc", "loc_acc"),
+    figures.append(("pretext training", plots.training_curves(pretext_curves, metrics=("loss", "pretext.speed_acc", "pretext.loc_acc"),
                                                               title="pretext loss and accuracy")))
     figures.append(("fine-tuning", plots.training_curves({n: runs[n][0]["curve"] for n in names},
                                                          metrics=("loss",), title="fine-tuning loss (first seed)")))

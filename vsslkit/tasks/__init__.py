@@ -1,20 +1,25 @@
-"""Pretext tasks: each turns (number of frames, rng) into frame-index plans plus labels, and owns
-its heads and loss. See docs/architecture.md for the shared shape.
+"""Pretext tasks: each turns (number of frames, rng) into named frame-index plans plus labels, and
+owns its module and loss. See `vsslkit.tasks.base` and docs/architecture.md for the shared shape;
+`Joint` trains several together, `MoCo` is a branch composable with any of them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from vsslkit.tasks.arrow_of_time import ArrowOfTimeTask
+from vsslkit.tasks.base import Features, classification_loss, label_name
 from vsslkit.tasks.clips_only import ClipsOnlyTask
+from vsslkit.tasks.contrastive import MoCo
+from vsslkit.tasks.joint import Joint
 from vsslkit.tasks.pace import PaceTask
 from vsslkit.tasks.speed_change import SpeedChangeCoarseTask, SpeedChangeFineTask
 from vsslkit.tasks.supervised import SupervisedTask
 
-TASK_NAMES: tuple[str, ...] = ("pace", "speed-change-coarse", "speed-change-fine", "supervised", "none")
+TASK_NAMES: tuple[str, ...] = ("pace", "speed-change-coarse", "speed-change-fine", "arrow-of-time", "supervised", "none")
 
 
-def make_task(name: str, **kwargs: Any) -> PaceTask | SpeedChangeCoarseTask | SpeedChangeFineTask | SupervisedTask | ClipsOnlyTask:
+def make_task(name: str, **kwargs: Any) -> Any:
     """Build a task by its name (the CLI's `--task`), keyword arguments go to its constructor."""
     if name == "pace":
         return PaceTask(**kwargs)
@@ -22,6 +27,8 @@ def make_task(name: str, **kwargs: Any) -> PaceTask | SpeedChangeCoarseTask | Sp
         return SpeedChangeCoarseTask(**kwargs)
     if name == "speed-change-fine":
         return SpeedChangeFineTask(**kwargs)
+    if name == "arrow-of-time":
+        return ArrowOfTimeTask(**kwargs)
     if name == "supervised":
         return SupervisedTask(**kwargs)
     if name == "none":  # clips only: the contrastive-only baseline
@@ -29,4 +36,11 @@ def make_task(name: str, **kwargs: Any) -> PaceTask | SpeedChangeCoarseTask | Sp
     raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASK_NAMES)}")
 
 
-__all__ = ["TASK_NAMES", "ClipsOnlyTask", "PaceTask", "SpeedChangeCoarseTask", "SpeedChangeFineTask", "SupervisedTask", "make_task"]
+def primary_task(task: Any) -> Any:
+    """The task whose heads a pretext evaluation scores: a `Joint`'s first branch, else the task."""
+    return task.primary if isinstance(task, Joint) else task
+
+
+__all__ = ["TASK_NAMES", "ArrowOfTimeTask", "ClipsOnlyTask", "Features", "Joint", "MoCo", "PaceTask",
+           "SpeedChangeCoarseTask", "SpeedChangeFineTask", "SupervisedTask", "classification_loss",
+           "label_name", "make_task", "primary_task"]

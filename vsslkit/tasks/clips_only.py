@@ -2,7 +2,7 @@
 
 Query and key clips come from the same video at independently drawn constant speeds, so the MoCo
 branch alone must make them agree (same-context contrastive learning, ch. 3.3). The task loss is
-zero; combine it with `with_key_clip` + `MoCo` (`PretrainConfig(task="none", contrastive=True)`).
+zero; combine it with MoCo (`PretrainConfig(task="none", moco=MoCoConfig())`).
 """
 
 from __future__ import annotations
@@ -14,13 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from vsslkit.plans import Sample, VideoTooShortError, constant_plan, constant_span
+from vsslkit.plans import Plan, constant_plan, constant_plan_at, constant_span
+from vsslkit.tasks.base import NoOutputs, single_clip_sample
 from vsslkit.tasks.pace import check_common
-
-
-class NoHeads(nn.Module):
-    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {}
 
 
 @dataclass(frozen=True)
@@ -48,11 +44,16 @@ class ClipsOnlyTask:
     def min_frames(self) -> int:
         return max(constant_span(self.input_frames, p) for p in self.speeds)
 
-    def sample(self, num_frames: int, rng: np.random.Generator) -> Sample:
-        if num_frames < self.min_frames:
-            raise VideoTooShortError(self.min_frames, num_frames, f"task {self.name}")
-        p = self.speeds[int(rng.integers(len(self.speeds)))]
-        return Sample((constant_plan(num_frames, self.input_frames, p, rng),), {})
+    def sample_params(self, rng: np.random.Generator) -> dict[str, Any]:
+        return {"p": self.speeds[int(rng.integers(len(self.speeds)))]}
+
+    def plan_for(self, params: dict[str, Any], num_frames: int, rng: np.random.Generator, *, start: int | None = None) -> Plan:
+        if start is None:
+            return constant_plan(num_frames, self.input_frames, int(params["p"]), rng)
+        return constant_plan_at(num_frames, self.input_frames, int(params["p"]), start)
+
+    def sample(self, num_frames: int, rng: np.random.Generator, *, epoch: int = 0, context: Any = None):
+        return single_clip_sample(self, num_frames, rng)
 
     def label_of(self, params: dict[str, Any]) -> dict[str, int]:
         return {}
@@ -60,8 +61,9 @@ class ClipsOnlyTask:
     def params_of(self, labels: dict[str, int]) -> dict[str, Any]:
         return {}
 
-    def make_heads(self, feature_dim: int) -> nn.Module:
-        return NoHeads()
+    def make_module(self, backbone: nn.Module) -> nn.Module:
+        return NoOutputs()
 
-    def loss(self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
+             extras: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         return torch.zeros(()), {"loss": 0.0}

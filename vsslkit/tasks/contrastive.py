@@ -1,13 +1,18 @@
-"""MoCo-v2 same-context contrastive branch (thesis ch. 3.3-3.4), combinable with any task.
+"""MoCo-v2 same-context contrastive branch (thesis ch. 3.3-3.4), composable with any task.
 
-Query = the task clip through the trained backbone + a 2-layer MLP projection (128-d); key =
-another clip of the same video (independent start and speed transform) through a momentum copy
-of backbone + projection. Negatives are a fixed-size ring buffer of past keys (2048 in the
-thesis), kept as registered buffers so checkpoints hold them. InfoNCE with temperature 0.07
-(eq. 3.2, dot product of L2-normalised vectors).
+Query = another branch's clip (by name, e.g. "pretext.clip") through the trained backbone + a
+2-layer MLP projection (128-d); key = a further clip of the same video (its own start and speed
+transform, drawn by `key_task`) through a momentum copy of backbone + projection. Negatives are a
+fixed-size ring buffer of past keys (2048 in the thesis), kept as registered buffers so
+checkpoints hold them. InfoNCE with temperature 0.07 (eq. 3.2, dot product of L2-normalised
+vectors).
 
-Order of operations (see `PretextModel`): loss with the current queue -> backward -> optimiser
-step -> `momentum_update` -> `enqueue` (an in-place queue write before backward breaks autograd).
+Order of operations: loss with the current queue -> backward -> optimiser step ->
+`after_optimizer_step` (EMA of the key encoder, then enqueue): an in-place queue write before
+backward breaks autograd.
+
+    task = Joint({"pretext": SpeedChangeFineTask(), "moco": MoCo(key_task=SpeedChangeFineTask())},
+                 weights={"pretext": 1.0, "moco": 0.5})
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,15 +28,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from vsslkit.models.heads import MLPHead
 from vsslkit.plans import Sample, VideoTooShortError
-
-
-class ProjectionHead(nn.Sequential):
-    """Linear -> ReLU -> Linear to the contrastive space (MoCo-v2's MLP head)."""
-
-    def __init__(self, feature_dim: int, dim: int = 128, hidden_dim: int | None = None):
-        hidden = hidden_dim or feature_dim
-        super().__init__(nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim))
+from vsslkit.tasks.momentum import copy_weights, update_momentum
 
 
 def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,67 +64,50 @@ def gather_from_ranks(t: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-class MoCo(nn.Module):
+class MoCoModule(nn.Module):
     """Projection head, momentum key encoder and negative queue for one backbone.
 
-    The query backbone itself stays owned by the caller (PretextModel); pass it to
-    `momentum_update`. `forward(query_features, key_clips) -> (loss, metrics, keys)`.
+    The query backbone stays owned by the caller (`PretextModel`), which passes it to
+    `after_optimizer_step`. The shuffle-BN permutation generator's state is a buffer, so a
+    resumed run draws the same permutations as an uninterrupted one.
     """
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        *,
-        dim: int = 128,
-        hidden_dim: int | None = None,
-        queue_size: int = 2048,
-        momentum: float = 0.999,
-        temperature: float = 0.07,
-        bn_splits: int = 2,
-        seed: int = 0,
-    ):
+    def __init__(self, backbone: nn.Module, *, query: str, key: str, dim: int, hidden_dim: int | None,
+                 queue_size: int, momentum: float, temperature: float, bn_splits: int, seed: int):
         super().__init__()
-        if queue_size < 1 or not 0.0 <= momentum <= 1.0 or temperature <= 0 or bn_splits < 1:
-            raise ValueError(f"bad MoCo settings: queue_size={queue_size}, momentum={momentum}, "
-                             f"temperature={temperature}, bn_splits={bn_splits}")
         feature_dim = int(backbone.feature_dim)
+        self.query, self.key = query, key
         self.momentum, self.temperature, self.bn_splits = float(momentum), float(temperature), int(bn_splits)
-        self.projection = ProjectionHead(feature_dim, dim, hidden_dim)
+        self.projection = MLPHead(feature_dim, hidden_dim or feature_dim, dim)
         self.key_backbone = copy.deepcopy(backbone)
         self.key_projection = copy.deepcopy(self.projection)
-        for p in self._key_parameters():
+        for p in (*self.key_backbone.parameters(), *self.key_projection.parameters()):
             p.requires_grad_(False)
         init = torch.Generator().manual_seed(seed)
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, dim, generator=init), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
-        self._shuffle = torch.Generator().manual_seed(seed + 1)
-
-    def _key_parameters(self):
-        yield from self.key_backbone.parameters()
-        yield from self.key_projection.parameters()
+        self.register_buffer("shuffle_state", torch.Generator().manual_seed(seed + 1).get_state())
+        self._pending_keys: list[torch.Tensor] = []
+        self.sync_key_encoder(backbone)  # the key encoder starts as an exact copy
 
     @torch.no_grad()
     def sync_key_encoder(self, backbone: nn.Module) -> None:
-        """Make the key encoder an exact copy of `backbone` + projection (start of training)."""
-        for pk, pq in zip(self.key_backbone.parameters(), backbone.parameters(), strict=True):
-            pk.copy_(pq.detach())
-        for pk, pq in zip(self.key_projection.parameters(), self.projection.parameters(), strict=True):
-            pk.copy_(pq.detach())
+        """Make the key encoder an exact copy of `backbone` + projection."""
+        copy_weights(backbone, self.key_backbone)
+        copy_weights(self.projection, self.key_projection)
 
-    @torch.no_grad()
-    def momentum_update(self, backbone: nn.Module) -> None:
-        """theta_k <- m * theta_k + (1 - m) * theta_q, for backbone and projection."""
-        m = self.momentum
-        for pk, pq in zip(self.key_backbone.parameters(), backbone.parameters(), strict=True):
-            pk.mul_(m).add_(pq.detach(), alpha=1.0 - m)
-        for pk, pq in zip(self.key_projection.parameters(), self.projection.parameters(), strict=True):
-            pk.mul_(m).add_(pq.detach(), alpha=1.0 - m)
+    def _permutation(self, b: int) -> torch.Tensor:
+        generator = torch.Generator()
+        generator.set_state(self.shuffle_state.cpu())
+        perm = torch.randperm(b, generator=generator)
+        self.shuffle_state.copy_(generator.get_state())
+        return perm
 
     @torch.no_grad()
     def encode_keys(self, key_clips: torch.Tensor) -> torch.Tensor:
         """L2-normalised keys `(B, d)`, computed without gradient under shuffle-BN."""
         b = key_clips.shape[0]
-        perm = torch.randperm(b, generator=self._shuffle).to(key_clips.device)
+        perm = self._permutation(b).to(key_clips.device)
         splits = max(1, min(self.bn_splits, b // 2))  # a chunk of one clip has no batch statistics
 
         def encode(x: torch.Tensor) -> torch.Tensor:
@@ -133,12 +115,23 @@ class MoCo(nn.Module):
 
         return F.normalize(shuffled_forward(encode, key_clips, perm, splits), dim=1)
 
-    def forward(self, query_features: torch.Tensor, key_clips: torch.Tensor) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
-        q = F.normalize(self.projection(query_features), dim=1)
-        keys = self.encode_keys(key_clips)
-        loss, logits = info_nce(q, keys, self.queue.clone().detach(), self.temperature)
-        acc = float((logits.detach().argmax(1) == 0).float().mean())
-        return loss, {"ctr_loss": float(loss.detach()), "ctr_acc": acc}, keys.detach()
+    def forward(self, features: Any) -> dict[str, torch.Tensor]:
+        q = F.normalize(self.projection(features.pooled(self.query)), dim=1)
+        keys = self.encode_keys(features.clip(self.key))
+        positive = (q * keys).sum(dim=1, keepdim=True)
+        logits = torch.cat([positive, q @ self.queue.clone().detach().t()], dim=1) / self.temperature
+        if self.training:
+            self._pending_keys.append(keys.detach())
+        return {"logits": logits}
+
+    @torch.no_grad()
+    def after_optimizer_step(self, backbone: nn.Module) -> None:
+        """EMA-update the key encoder from the freshly stepped backbone, then enqueue the keys."""
+        update_momentum(backbone, self.key_backbone, self.momentum)
+        update_momentum(self.projection, self.key_projection, self.momentum)
+        for keys in self._pending_keys:
+            self.enqueue(keys)
+        self._pending_keys.clear()
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
@@ -153,69 +146,57 @@ class MoCo(nn.Module):
 
 
 @dataclass(frozen=True)
-class WithKeyClip:
-    """A task whose samples carry a second plan: the MoCo key clip from the same video.
+class MoCo:
+    """The MoCo branch as a task: samples the key clip, builds `MoCoModule`, scores InfoNCE.
 
-    The key clip has its own random start and its own transform drawn from `key_task` (the
-    task itself by default: "same or different from the query", ch. 3.3); its labels are
-    dropped. Everything else (heads, loss, labels) is the wrapped task's.
+    `key_task` draws the key clip's plan ("same or different from the query", ch. 3.3: by default
+    the query's own task, so the key has its own random start and speed transform). `query` names
+    the clip whose pooled features are the query — another branch's clip inside a `Joint`.
     """
 
-    task: Any
     key_task: Any
+    query: str = "pretext.clip"
+    dim: int = 128
+    hidden_dim: int | None = None
+    queue_size: int = 2048
+    momentum: float = 0.999
+    temperature: float = 0.07
+    bn_splits: int = 2
+    seed: int = 0
+    name: ClassVar[str] = "moco"
+    momentum_branch: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if self.key_task.input_frames != self.task.input_frames:
-            raise ValueError(f"key clips have {self.key_task.input_frames} frames but query clips "
-                             f"{self.task.input_frames}; they must match to share the input pipeline")
-
-    @property
-    def name(self) -> str:
-        return self.task.name
+        if self.queue_size < 1 or not 0.0 <= self.momentum <= 1.0 or self.temperature <= 0 or self.bn_splits < 1:
+            raise ValueError(f"bad MoCo settings: queue_size={self.queue_size}, momentum={self.momentum}, "
+                             f"temperature={self.temperature}, bn_splits={self.bn_splits}")
 
     @property
     def heads(self) -> dict[str, int]:
-        return self.task.heads
-
-    @property
-    def clip_len(self) -> int:
-        return self.task.clip_len
-
-    @property
-    def extra_frames(self) -> int:
-        return self.task.extra_frames
+        return {}
 
     @property
     def input_frames(self) -> int:
-        return self.task.input_frames
+        return self.key_task.input_frames
 
     @property
     def min_frames(self) -> int:
-        return max(self.task.min_frames, self.key_task.min_frames)
+        return self.key_task.min_frames
 
-    def key_plan_sample(self, query: Sample, num_frames: int, rng: np.random.Generator) -> Sample:
-        """`query` with a freshly drawn key plan appended."""
-        key = self.key_task.sample(num_frames, rng)
-        return Sample(tuple(query.plans) + (key.plans[0],), dict(query.labels))
-
-    def sample(self, num_frames: int, rng: np.random.Generator) -> Sample:
+    def sample(self, num_frames: int, rng: np.random.Generator, *, epoch: int = 0, context: Any = None) -> Sample:
         if num_frames < self.min_frames:
-            raise VideoTooShortError(self.min_frames, num_frames, f"task {self.name} with key clip")
-        return self.key_plan_sample(self.task.sample(num_frames, rng), num_frames, rng)
+            raise VideoTooShortError(self.min_frames, num_frames, "MoCo key clip")
+        return Sample({"key": self.key_task.sample(num_frames, rng, epoch=epoch, context=context).plan})
 
-    def label_of(self, params: dict[str, Any]) -> dict[str, int]:
-        return self.task.label_of(params)
+    def make_module(self, backbone: nn.Module) -> MoCoModule:
+        return MoCoModule(backbone, query=self.query, key="key", dim=self.dim, hidden_dim=self.hidden_dim,
+                          queue_size=self.queue_size, momentum=self.momentum, temperature=self.temperature,
+                          bn_splits=self.bn_splits, seed=self.seed)
 
-    def params_of(self, labels: dict[str, int]) -> dict[str, Any]:
-        return self.task.params_of(labels)
-
-    def make_heads(self, feature_dim: int) -> nn.Module:
-        return self.task.make_heads(feature_dim)
-
-    def loss(self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.task.loss(outputs, labels)
-
-
-def with_key_clip(task: Any, key_task: Any | None = None) -> WithKeyClip:
-    """Wrap `task` so each Sample gets a MoCo key plan (position 1) from the same video."""
-    return WithKeyClip(task, task if key_task is None else key_task)
+    def loss(self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
+             extras: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = outputs["logits"]
+        target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+        loss = F.cross_entropy(logits, target)
+        acc = float((logits.detach().argmax(1) == 0).float().mean())
+        return loss, {"loss": float(loss.detach()), "acc": acc}

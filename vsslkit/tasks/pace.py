@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from vsslkit.plans import Plan, Sample, VideoTooShortError, constant_plan, constant_plan_at, constant_span
-from vsslkit.tasks.model import LinearHeads, classification_loss
+from vsslkit.models.heads import MultiHead
+from vsslkit.plans import Plan, Sample, constant_plan, constant_plan_at, constant_span
+from vsslkit.tasks.base import OnPooled, classification_loss, single_clip_sample
 
 
 def check_common(clip_len: int, extra_frames: int, speeds: tuple[int, ...], what: str) -> None:
@@ -85,15 +86,16 @@ class PaceTask:
             return constant_plan(num_frames, self.input_frames, p, rng)
         return constant_plan_at(num_frames, self.input_frames, p, start)
 
-    def sample(self, num_frames: int, rng: np.random.Generator) -> Sample:
+    def sample(self, num_frames: int, rng: np.random.Generator, *, epoch: int = 0, context: Any = None) -> Sample:
         """One clip; a video shorter than `min_frames` is refused whatever speed was drawn."""
-        if num_frames < self.min_frames:
-            raise VideoTooShortError(self.min_frames, num_frames, f"task {self.name}")
-        params = self.sample_params(rng)
-        return Sample((self.plan_for(params, num_frames, rng),), self.label_of(params))
+        return single_clip_sample(self, num_frames, rng)
 
-    def make_heads(self, feature_dim: int) -> nn.Module:
-        return LinearHeads(feature_dim, self.heads)
+    def label_name(self, head: str, index: int) -> str:
+        return f"p={self.params_of({head: index})['p']}"
 
-    def loss(self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def make_module(self, backbone: nn.Module) -> nn.Module:
+        return OnPooled(MultiHead(int(backbone.feature_dim), self.heads))
+
+    def loss(self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
+             extras: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         return classification_loss(outputs, labels, self.heads)

@@ -23,17 +23,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from vsslkit.models.heads import MultiHead
 from vsslkit.plans import (
     Plan,
     Sample,
-    VideoTooShortError,
     constant_plan,
     constant_plan_at,
     constant_span,
     speed_change_plan,
     speed_change_span,
 )
-from vsslkit.tasks.model import LinearHeads, classification_loss
+from vsslkit.tasks.base import OnPooled, classification_loss, single_clip_sample
 from vsslkit.tasks.pace import check_common
 
 PATTERNS = ("constant", "jump-up", "drop-down")
@@ -174,16 +174,18 @@ class SpeedChangeCoarseTask:
     def plan_for(self, params: dict[str, Any], num_frames: int, rng: np.random.Generator, *, start: int | None = None) -> Plan:
         return _plan(params, self.input_frames, self.change_at, num_frames, rng, start)
 
-    def sample(self, num_frames: int, rng: np.random.Generator) -> Sample:
-        if num_frames < self.min_frames:
-            raise VideoTooShortError(self.min_frames, num_frames, f"task {self.name}")
-        params = self.sample_params(rng)
-        return Sample((self.plan_for(params, num_frames, rng),), self.label_of(params))
+    def sample(self, num_frames: int, rng: np.random.Generator, *, epoch: int = 0, context: Any = None) -> Sample:
+        return single_clip_sample(self, num_frames, rng)
 
-    def make_heads(self, feature_dim: int) -> nn.Module:
-        return LinearHeads(feature_dim, self.heads)
+    def label_name(self, head: str, index: int) -> str:
+        params = self.params_of({head: index})
+        return f"p={params['p']}" if params["pattern"] == "constant" else f"{params['pattern']} j={params['j']}"
 
-    def loss(self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def make_module(self, backbone: nn.Module) -> nn.Module:
+        return OnPooled(MultiHead(int(backbone.feature_dim), self.heads))
+
+    def loss(self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
+             extras: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         return classification_loss(outputs, labels, self.heads)
 
 
@@ -307,14 +309,23 @@ class SpeedChangeFineTask:
         change_at = None if m is None else int(m) + self.extra_frames
         return _plan(params, self.input_frames, change_at, num_frames, rng, start)
 
-    def sample(self, num_frames: int, rng: np.random.Generator) -> Sample:
-        if num_frames < self.min_frames:
-            raise VideoTooShortError(self.min_frames, num_frames, f"task {self.name}")
-        params = self.sample_params(rng)
-        return Sample((self.plan_for(params, num_frames, rng),), self.label_of(params))
+    def sample(self, num_frames: int, rng: np.random.Generator, *, epoch: int = 0, context: Any = None) -> Sample:
+        return single_clip_sample(self, num_frames, rng)
 
-    def make_heads(self, feature_dim: int) -> nn.Module:
-        return LinearHeads(feature_dim, self.heads)
+    def label_name(self, head: str, index: int) -> str:
+        """ "(r1,r2)" for the speed head; "m=5" or "constant" (the dummy) for the loc head."""
+        if head == "loc":
+            if not 0 <= index <= self.dummy_loc:
+                raise ValueError(f"{self.name}: loc label {index} outside [0, {self.dummy_loc}]")
+            return "constant" if index == self.dummy_loc else f"m={self.locations[index]}"
+        n = len(self.pool)
+        if head != "speed" or not 0 <= index < n * n:
+            raise ValueError(f"{self.name}: no class {index} of head {head!r}")
+        return f"({self.pool[index // n]},{self.pool[index % n]})"
 
-    def loss(self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def make_module(self, backbone: nn.Module) -> nn.Module:
+        return OnPooled(MultiHead(int(backbone.feature_dim), self.heads))
+
+    def loss(self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
+             extras: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         return classification_loss(outputs, labels, self.heads)  # L = L_loc + L_sc, both weight 1 (ch. 4.4.3)

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from vsslkit.models.heads import MultiHead
 from vsslkit.plans import Plan, Sample, VideoTooShortError, constant_plan, constant_span, uniform_plans
-from vsslkit.tasks.model import LinearHeads, classification_loss
+from vsslkit.tasks.base import OnPooled, classification_loss
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,17 +58,21 @@ class SupervisedTask:
     def params_of(self, labels: dict[str, int]) -> dict[str, Any]:
         return {"class": self.label_of(labels)["class"]}
 
-    def sample(self, num_frames: int, rng: np.random.Generator) -> Sample:
+    def sample(self, num_frames: int, rng: np.random.Generator, *, epoch: int = 0, context: Any = None) -> Sample:
         if num_frames < self.min_frames:
             raise VideoTooShortError(self.min_frames, num_frames, f"task {self.name}")
-        return Sample((constant_plan(num_frames, self.input_frames, self.stride, rng),), {})
+        return Sample({"clip": constant_plan(num_frames, self.input_frames, self.stride, rng)})
 
     def test_plans(self, num_frames: int, count: int = 10) -> list[Plan]:
         """`count` evenly spaced clips covering the video, for clip-averaged video predictions."""
         return uniform_plans(num_frames, self.input_frames, self.stride, count)
 
-    def make_heads(self, feature_dim: int) -> nn.Module:
-        return LinearHeads(feature_dim, self.heads)
+    def label_name(self, head: str, index: int) -> str:
+        return f"class {self.label_of({head: index})[head]}"
 
-    def loss(self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def make_module(self, backbone: nn.Module) -> nn.Module:
+        return OnPooled(MultiHead(int(backbone.feature_dim), self.heads))
+
+    def loss(self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
+             extras: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         return classification_loss(outputs, labels, self.heads)

@@ -7,6 +7,7 @@ classroom run and the GPU run are the same code. `PretrainConfig` is saved in th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -18,12 +19,28 @@ import torch
 
 from vsslkit.data.clips import BatchPreparer, ClipDataset, EpochSampler, collate
 from vsslkit.models import build_backbone
-from vsslkit.tasks import make_task
-from vsslkit.tasks.contrastive import MoCo, with_key_clip
+from vsslkit.tasks import Joint, MoCo, make_task
 from vsslkit.tasks.model import PretextModel
 from vsslkit.tasks.same_batch import all_transforms
 from vsslkit.train.distributed import DistInfo
 from vsslkit.train.loop import FitResult, fit, make_optimizer, make_scheduler
+
+
+CONFIG_FORMAT = 2  # 1: flat MoCo fields and positional clips (before the task-shape redesign)
+
+
+@dataclass(frozen=True)
+class MoCoConfig:
+    """The MoCo branch (thesis ch. 3.3-3.4): weight λ of its loss, queue, key-encoder momentum, τ."""
+
+    weight: float = 0.5  # lambda: 0.25 in ch. 3, 0.5 in ch. 4
+    queue_size: int = 2048
+    momentum: float = 0.999
+    temperature: float = 0.07
+
+    def __post_init__(self) -> None:
+        if self.weight < 0 or self.queue_size < 1 or not 0.0 <= self.momentum <= 1.0 or self.temperature <= 0:
+            raise ValueError(f"bad MoCo settings: {self}")
 
 
 @dataclass(frozen=True)
@@ -33,15 +50,12 @@ class PretrainConfig:
     The defaults are the classroom recipe (slim R3D-10, 64 px crops); the thesis' recipe is
     `backbone="r2plus1d_10", width=1.0, clip_len=16, size=112, batch_size=32, lr=0.01`,
     400 epochs with milestones at epochs 150/250/350, MoCo queue 2048, m 0.999, tau 0.07.
+    A branch that a method adds gets its own nested config (`moco: MoCoConfig | None`).
     """
 
     task: str = "speed-change-fine"
     task_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"pool": (1, 2), "primary": "class"}
-    contrastive: bool = False
-    ctr_weight: float = 0.5  # lambda: 0.25 in ch. 3, 0.5 in ch. 4
-    queue_size: int = 2048
-    momentum: float = 0.999
-    temperature: float = 0.07
+    moco: MoCoConfig | None = None
     same_batch: bool = False
     backbone: str = "r3d_10"
     width: float = 0.25
@@ -56,32 +70,86 @@ class PretrainConfig:
     milestones: tuple[int, ...] = ()
     seed: int = 0
 
+    @property
+    def contrastive(self) -> bool:
+        return self.moco is not None
+
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["milestones"] = list(self.milestones)
         out["task_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.task_options.items()}
+        out["format"] = CONFIG_FORMAT
         return out
 
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> PretrainConfig:
+        """Rebuild from `to_json`'s dict; a format-1 dict (flat MoCo fields) is upgraded."""
+        raw = upgrade_config(raw)
+        raw.pop("format", None)
+        raw["milestones"] = tuple(raw.get("milestones", ()))
+        raw["task_options"] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.get("task_options", {}).items()}
+        if raw.get("moco") is not None:
+            raw["moco"] = MoCoConfig(**raw["moco"])
+        return cls(**raw)
 
-def build_task(config: PretrainConfig):
-    """The config's task (with K+1 frames per plan for residual input, and a key clip for MoCo)."""
-    if config.task == "none" and not config.contrastive:
-        raise ValueError("task 'none' has no pretext head: it only makes sense with contrastive=True (CL baseline)")
+
+def upgrade_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 config (flat `contrastive`, `ctr_weight`, `queue_size`, `momentum`,
+    `temperature`) as format 2 (`moco`: a nested MoCoConfig or None); format 2 unchanged."""
+    raw = dict(raw)
+    version = int(raw.get("format", 1))
+    if version > CONFIG_FORMAT:
+        raise ValueError(f"config format {version} is newer than this vsslkit understands ({CONFIG_FORMAT})")
+    if version == 1:
+        flat = {k: raw.pop(k) for k in ("contrastive", "ctr_weight", "queue_size", "momentum", "temperature") if k in raw}
+        moco = {"weight": flat.get("ctr_weight", 0.5), "queue_size": flat.get("queue_size", 2048),
+                "momentum": flat.get("momentum", 0.999), "temperature": flat.get("temperature", 0.07)}
+        raw["moco"] = moco if flat.get("contrastive") else None
+        raw["format"] = CONFIG_FORMAT
+    return raw
+
+
+def upgrade_state_dict(state: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 `PretextModel` state dict under format 2's names: the task heads moved from
+    `heads.classifiers.<h>` to `head.branches.pretext.head.heads.<h>.fc`, MoCo from
+    `contrastive.` to `head.branches.moco.`. MoCo's shuffle-generator state did not exist in
+    format 1 (it is why resuming with MoCo was not exact): the caller's fresh one is kept."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith("heads.classifiers."):
+            name, _, param = key.removeprefix("heads.classifiers.").rpartition(".")
+            key = f"head.branches.pretext.head.heads.{name}.fc.{param}"
+        elif key.startswith("contrastive."):
+            key = key.removeprefix("contrastive.")
+            match = re.fullmatch(r"(key_projection|projection)\.([02])\.(weight|bias)", key)
+            if match:  # nn.Sequential(Linear, ReLU, Linear) -> MLPHead.net (Linear, Identity, ReLU, Linear)
+                key = f"{match[1]}.net.{0 if match[2] == '0' else 3}.{match[3]}"
+            key = "head.branches.moco." + key
+        out[key] = value
+    return out
+
+
+def build_task(config: PretrainConfig) -> Joint:
+    """The config's task as a `Joint`: branch "pretext" (K+1 frames per plan with residual input),
+    plus branch "moco" (a key clip drawn by the same task) when MoCo is on."""
+    if config.task == "none" and config.moco is None:
+        raise ValueError("task 'none' has no pretext head: it only makes sense with MoCo (CL baseline)")
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in config.task_options.items()}
     task = make_task(config.task, clip_len=config.clip_len, extra_frames=int(config.residual), **options)
-    return with_key_clip(task) if config.contrastive else task
+    if config.moco is None:
+        return Joint({"pretext": task})
+    moco = MoCo(key_task=task, query="pretext.clip", queue_size=config.moco.queue_size, momentum=config.moco.momentum,
+                temperature=config.moco.temperature, seed=config.seed)
+    return Joint({"pretext": task, "moco": moco}, weights={"pretext": 1.0, "moco": config.moco.weight})
 
 
 def build_pretext_model(config: PretrainConfig) -> PretextModel:
-    """Backbone + heads (+ MoCo) exactly as `pretrain` builds them; load a checkpoint's "model" into it."""
+    """Backbone + the task's module (+ MoCo) exactly as `pretrain` builds them; load a
+    checkpoint's "model" into it."""
     torch.manual_seed(config.seed)
     backbone = build_backbone(config.backbone, width=config.width, norm=config.norm,
                               in_frames=config.clip_len if config.norm == "tgn" else None)
-    moco = None
-    if config.contrastive:
-        moco = MoCo(backbone, queue_size=config.queue_size, momentum=config.momentum,
-                    temperature=config.temperature, seed=config.seed)
-    return PretextModel(backbone, build_task(config), contrastive=moco, ctr_weight=config.ctr_weight)
+    return PretextModel(backbone, build_task(config))
 
 
 def pretrain(
@@ -122,7 +190,7 @@ def pretrain(
                f"(needs {task.min_frames} frames):")
         for path, reason in dataset.skipped:
             report(f"  {path}: {reason}")
-    group = len(sample_fn(dataset.num_frames[0], np.random.default_rng(0))) if config.same_batch else 1
+    group = len(sample_fn(dataset.num_frames[0], np.random.default_rng(0), context=dataset.context(0))) if config.same_batch else 1
     sampler = EpochSampler(len(dataset), seed=config.seed, rank=info.rank, world_size=info.world_size)
     batch_size = max(1, config.batch_size // group)  # with same-batch, batch_size counts clips
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate,
@@ -153,7 +221,14 @@ def load_pretext_model(checkpoint: str | Path) -> tuple[PretextModel, PretrainCo
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{checkpoint}: not a vsslkit pretraining checkpoint ({exc})") from exc
     model = build_pretext_model(config)
-    model.load_state_dict(raw["model"])
+    state = raw["model"]
+    if int(((raw.get("config") or {}).get("pretrain") or {}).get("format", 1)) == 1:
+        fresh = model.state_dict()
+        state = {**{k: v for k, v in fresh.items() if k.endswith("shuffle_state")}, **upgrade_state_dict(state)}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{checkpoint}: weights do not match the model its config describes ({exc})") from exc
     return model, config
 
 
@@ -162,6 +237,4 @@ def config_from_checkpoint(state: dict[str, Any]) -> PretrainConfig:
     raw = dict((state.get("config") or {}).get("pretrain") or {})
     if not raw:
         raise ValueError("this checkpoint was not written by vsslkit.train.pretrain (no config.pretrain)")
-    raw["milestones"] = tuple(raw.get("milestones", ()))
-    raw["task_options"] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.get("task_options", {}).items()}
-    return PretrainConfig(**raw)
+    return PretrainConfig.from_json(raw)

@@ -59,7 +59,7 @@ class VideoClassifier(nn.Module):
         return self.classifier(self.dropout(self.backbone(clips)))
 
     def training_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        clips = batch["clips"][0] if isinstance(batch["clips"], (list, tuple)) else batch["clips"]
+        clips = batch["clips"]["clip"] if isinstance(batch["clips"], dict) else batch["clips"]
         target = batch["labels"]["class"]
         if (target < 0).any():
             raise ValueError("supervised training needs a class label for every video (got -1)")
@@ -132,8 +132,8 @@ def supervised_sampler(clip_len: int, stride: int, residual: bool):
     """`sample_fn` for ClipDataset: one random constant-stride clip (K+1 frames with residuals)."""
     frames = clip_len + int(residual)
 
-    def sample(num_frames: int, rng: np.random.Generator) -> Sample:
-        return Sample((constant_plan(num_frames, frames, stride, rng),), {})
+    def sample(num_frames: int, rng: np.random.Generator, *, epoch: int = 0, context: Any = None) -> Sample:
+        return Sample({"clip": constant_plan(num_frames, frames, stride, rng)})
 
     return sample
 

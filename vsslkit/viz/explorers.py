@@ -27,7 +27,7 @@ import torch
 from vsslkit.data.transforms import center_crop, residual_frames, to_float_clips
 from vsslkit.eval.confusion import confusion_counts
 from vsslkit.eval.retrieval import RetrievalResult
-from vsslkit.tasks.contrastive import WithKeyClip
+from vsslkit.tasks import primary_task
 from vsslkit.viz import plots
 from vsslkit.viz.widgets import FrameSource
 
@@ -105,7 +105,7 @@ class LiveCurves:
 
 
 def _base_task(task: Any) -> Any:
-    return task.task if isinstance(task, WithKeyClip) else task
+    return primary_task(task)
 
 
 def sampler_shares(task: Any, *, draws: int = 4000, seed: int = 0) -> dict[str, np.ndarray]:
@@ -409,7 +409,7 @@ def predict_pretext_clips(model: torch.nn.Module, source: FrameSource, paths: Se
             continue
         for _ in range(clips_per_video):
             sample = task.sample(int(n), rng)
-            drawn.append((vi, str(path), int(n), sample.plans[0], dict(sample.labels)))
+            drawn.append((vi, str(path), int(n), sample.plan, dict(sample.labels)))
     if not drawn:
         raise ValueError(f"no video has the {task.min_frames} frames task {task.name} needs")
     out: list[PretextClip] = []
@@ -422,7 +422,7 @@ def predict_pretext_clips(model: torch.nn.Module, source: FrameSource, paths: Se
                 chunk = drawn[b : b + batch_size]
                 x = torch.cat([_clip_tensor(np.asarray(source.read(p, plan.indices)), crop_size, residual)
                                for _, p, _, plan, _ in chunk])
-                outputs = model(x.to(device))
+                outputs = model.predict(x.to(device))
                 probs = {head: torch.softmax(outputs[head].double(), dim=1).cpu().numpy() for head in task.heads}
                 for i, (vi, p, n, plan, labels) in enumerate(chunk):
                     pred = {head: int(probs[head][i].argmax()) for head in task.heads}
