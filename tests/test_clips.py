@@ -38,13 +38,20 @@ class MemorySource:
         return out
 
 
-def speed_sample(num_frames: int, rng: np.random.Generator) -> Sample:
+def speed_sample(num_frames: int, rng: np.random.Generator, **_) -> Sample:
     stride = int(rng.integers(1, 3))
-    return Sample((constant_plan(num_frames, 4, stride, rng),), {"speed": stride - 1})
+    return Sample({"clip": constant_plan(num_frames, 4, stride, rng)}, {"speed": stride - 1})
 
 
-def two_clip_sample(num_frames: int, rng: np.random.Generator) -> Sample:
-    return Sample((constant_plan(num_frames, 4, 1, rng), constant_plan(num_frames, 4, 2, rng)), {"pair": 1})
+def two_clip_sample(num_frames: int, rng: np.random.Generator, **_) -> Sample:
+    return Sample({"a": constant_plan(num_frames, 4, 1, rng), "b": constant_plan(num_frames, 4, 2, rng)}, {"pair": 1},
+                  {"theta": np.eye(2, 3)})
+
+
+def clip_of(item):
+    """The one clip of a one-sample, one-plan item."""
+    (clips,) = item["frames"].values()
+    return clips[0]
 
 
 def make(counts=None, **kw):
@@ -59,25 +66,25 @@ def make(counts=None, **kw):
 def test_item_is_a_function_of_seed_epoch_and_index():
     ds, _ = make(seed=3)
     a, b = ds[(1, 2)], ds[(1, 2)]
-    assert torch.equal(a["frames"][0], b["frames"][0]) and a["labels"] == b["labels"]
+    assert torch.equal(clip_of(a), clip_of(b)) and a["labels"] == b["labels"]
     ds.set_epoch(1)
-    assert torch.equal(ds[2]["frames"][0], a["frames"][0])
-    other_epoch = [ds[(e, 2)]["frames"][0][:, 0, 0, 0].tolist() for e in range(6)]
+    assert torch.equal(clip_of(ds[2]), clip_of(a))
+    other_epoch = [clip_of(ds[(e, 2)])[:, 0, 0, 0].tolist() for e in range(6)]
     assert len({tuple(x) for x in other_epoch}) > 1
     ds2, _ = make(seed=4)
-    assert any(not torch.equal(ds2[(1, i)]["frames"][0], ds[(1, i)]["frames"][0]) for i in range(len(ds)))
+    assert any(not torch.equal(clip_of(ds2[(1, i)]), clip_of(ds[(1, i)])) for i in range(len(ds)))
 
 
 def test_item_contents_match_the_plan():
     ds, source = make(seed=0)
     item = ds[(0, 4)]
-    clip = item["frames"][0]
+    clip = clip_of(item)
     assert clip.dtype == torch.uint8 and clip.shape == (4, 20, 24, 3)
     path, indices = source.reads[-1]
-    assert path == "/v/4.mp4" and item["video"] == 4
+    assert path == "/v/4.mp4" and item["video"] == [4]
     assert clip[:, 0, 0, 0].tolist() == [(4 * 50 + i) % 256 for i in indices]
     stride = indices[1] - indices[0]
-    assert item["labels"] == {"speed": stride - 1, "class": 4}
+    assert item["labels"] == {"speed": [stride - 1], "class": [4]}
 
 
 def test_short_videos_are_skipped_and_reported():
@@ -92,16 +99,16 @@ def test_short_videos_are_skipped_and_reported():
 def test_unreadable_video_is_substituted_deterministically_and_reported():
     ds, _ = make(broken={"/v/2.mp4"}, seed=1)
     a, b = ds[(0, 2)], ds[(0, 2)]
-    assert a["video"] != 2 and a["video"] == b["video"]
-    assert [(f.path, f.substitute) for f in a["failures"]] == [("/v/2.mp4", f"/v/{a['video']}.mp4")]
+    assert a["video"] != [2] and a["video"] == b["video"]
+    assert [(f.path, f.substitute) for f in a["failures"]] == [("/v/2.mp4", f"/v/{a['video'][0]}.mp4")]
     assert "corrupt file" in a["failures"][0].reason
     batch = collate([ds[(0, i)] for i in range(len(ds))])
     assert len(batch["failures"]) == 1
 
 
 def test_sampler_bugs_are_not_swallowed_as_read_failures():
-    def bad(num_frames, rng):
-        return Sample((constant_plan(num_frames, 40, 1, rng),), {})
+    def bad(num_frames, rng, **_):
+        return Sample({"clip": constant_plan(num_frames, 40, 1, rng)})
 
     ds, _ = make(sample_fn=bad)
     with pytest.raises(ValueError, match="needs 40 frames"):
@@ -111,20 +118,21 @@ def test_sampler_bugs_are_not_swallowed_as_read_failures():
 def test_collate_stacks_and_crops_to_common_size():
     ds, _ = make(sample_fn=two_clip_sample, labels=None)
     items = [ds[(0, i)] for i in range(3)]
-    items[1]["frames"] = [f[:, 1:, :-2] for f in items[1]["frames"]]  # a narrower video
+    items[1]["frames"] = {k: [f[:, 1:, :-2] for f in v] for k, v in items[1]["frames"].items()}  # a narrower video
     batch = collate(items)
-    assert [f.shape for f in batch["frames"]] == [(3, 4, 19, 22, 3)] * 2
+    assert {k: f.shape for k, f in batch["frames"].items()} == {"a": (3, 4, 19, 22, 3), "b": (3, 4, 19, 22, 3)}
     assert batch["labels"]["class"].tolist() == [-1, -1, -1] and batch["labels"]["pair"].dtype == torch.long
+    assert batch["extras"]["theta"].shape == (3, 2, 3) and batch["extras"]["theta"].dtype == torch.float32
     assert batch["video"].tolist() == [0, 1, 2]
 
 
 def test_same_batch_items_are_flattened():
-    def all_strides(num_frames, rng):
-        return [Sample((constant_plan(num_frames, 4, s, rng),), {"speed": s - 1}) for s in (1, 2, 3)]
+    def all_strides(num_frames, rng, **_):
+        return [Sample({"clip": constant_plan(num_frames, 4, s, rng)}, {"speed": s - 1}) for s in (1, 2, 3)]
 
     ds, _ = make(sample_fn=all_strides, same_batch=True)
     batch = collate([ds[(0, i)] for i in range(2)])
-    assert batch["frames"][0].shape == (6, 4, 20, 24, 3)
+    assert batch["frames"]["clip"].shape == (6, 4, 20, 24, 3)
     assert batch["labels"]["speed"].tolist() == [0, 1, 2, 0, 1, 2]
     assert batch["labels"]["class"].tolist() == [0, 0, 0, 1, 1, 1]
     assert batch["video"].tolist() == [0, 0, 0, 1, 1, 1]
@@ -136,8 +144,8 @@ def test_loader_output_is_independent_of_worker_count(workers):
     ref = [ds[key] for key in EpochSampler(len(ds), seed=9)]
     loader = torch.utils.data.DataLoader(ds, batch_size=2, sampler=EpochSampler(len(ds), seed=9),
                                          collate_fn=collate, num_workers=workers)
-    got = torch.cat([b["frames"][0] for b in loader])
-    assert torch.equal(got, torch.stack([r["frames"][0] for r in ref]))
+    got = torch.cat([b["frames"]["clip"] for b in loader])
+    assert torch.equal(got, torch.stack([clip_of(r) for r in ref]))
 
 
 def test_sampler_shards_cover_the_epoch_and_resume_mid_epoch():
@@ -164,14 +172,16 @@ def test_prepare_batch_train_and_eval():
     batch = collate([ds[(0, i)] for i in range(4)])
     g = torch.Generator().manual_seed(0)
     out = prepare_batch(batch, crop_size=16, train=True, generator=g)
-    assert out["clips"][0].shape == (4, 3, 4, 16, 16) and out["clips"][0].dtype == torch.float32
+    assert out["clips"]["clip"].shape == (4, 3, 4, 16, 16) and out["clips"]["clip"].dtype == torch.float32
     assert out["labels"]["speed"].dtype == torch.long
+    box, flip = out["augment"]["clip"]["box"], out["augment"]["clip"]["flip"]
+    assert box.shape == (4, 3) and flip.dtype == torch.bool and bool((box[:, 2] >= 1).all())
     ev = prepare_batch(batch, crop_size=16, train=False)
     ev2 = prepare_batch(batch, crop_size=16, train=False)
-    assert torch.equal(ev["clips"][0], ev2["clips"][0])
+    assert torch.equal(ev["clips"]["clip"], ev2["clips"]["clip"]) and ev["augment"] == {}
     res = prepare_batch(batch, crop_size=16, train=False, residual=True)
-    assert res["clips"][0].shape == (4, 3, 3, 16, 16)
-    assert torch.allclose(res["clips"][0], ev["clips"][0][:, :, 1:] - ev["clips"][0][:, :, :-1])
+    assert res["clips"]["clip"].shape == (4, 3, 3, 16, 16)
+    assert torch.allclose(res["clips"]["clip"], ev["clips"]["clip"][:, :, 1:] - ev["clips"]["clip"][:, :, :-1])
     with pytest.raises(ValueError, match="Generator"):
         prepare_batch(batch, crop_size=16, train=True)
 
@@ -181,4 +191,4 @@ def test_batch_preparer_seeds_crops_by_step():
     batch = collate([ds[(0, i)] for i in range(4)])
     prep = BatchPreparer(crop_size=12, seed=1)
     a, b, c = prep(batch, step=7), prep(batch, step=7), prep(batch, step=8)
-    assert torch.equal(a["clips"][0], b["clips"][0]) and not torch.equal(a["clips"][0], c["clips"][0])
+    assert torch.equal(a["clips"]["clip"], b["clips"]["clip"]) and not torch.equal(a["clips"]["clip"], c["clips"]["clip"])

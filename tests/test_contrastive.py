@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsslkit.tasks import PaceTask, SpeedChangeFineTask
-from vsslkit.tasks.contrastive import MoCo, info_nce, shuffled_forward, with_key_clip
+from vsslkit.tasks import Joint, MoCo, PaceTask, SpeedChangeFineTask
+from vsslkit.tasks.contrastive import MoCoModule, info_nce, shuffled_forward
 from vsslkit.tasks.model import PretextModel
 
 torch.set_num_threads(1)
@@ -29,10 +29,35 @@ class TinyBackbone(nn.Module):
         return self.bn(self.conv(x)).mean(dim=(2, 3, 4))
 
 
-def make_moco(**kwargs) -> tuple[TinyBackbone, MoCo]:
+MOCO_DEFAULTS = {"dim": 4, "hidden_dim": None, "queue_size": 2048, "momentum": 0.999, "temperature": 0.07,
+                 "bn_splits": 2, "seed": 0}
+
+
+def make_moco(**kwargs) -> tuple[TinyBackbone, MoCoModule]:
     torch.manual_seed(0)
     backbone = TinyBackbone(bn=kwargs.pop("bn", True))
-    return backbone, MoCo(backbone, dim=4, **kwargs)
+    return backbone, MoCoModule(backbone, query="q", key="k", **{**MOCO_DEFAULTS, **kwargs})
+
+
+class Feats:
+    """Just enough of `tasks.base.Features` for the module tests: fixed pooled vectors and clips."""
+
+    def __init__(self, pooled: dict, clips: dict):
+        self._pooled, self.clips = pooled, clips
+
+    def pooled(self, name):
+        return self._pooled[name]
+
+    def clip(self, name):
+        return self.clips[name]
+
+
+def joint_model(task, **moco) -> tuple[PretextModel, MoCoModule]:
+    """backbone + Joint(pretext task, MoCo) as `train.pretrain.build_task` composes them."""
+    torch.manual_seed(0)
+    joint = Joint({"pretext": task, "moco": MoCo(key_task=task, dim=4, **moco)}, weights={"moco": 0.5})
+    model = PretextModel(TinyBackbone(), joint)
+    return model, model.head.branches["moco"]
 
 
 def test_queue_pointer_wraps_around():
@@ -62,7 +87,7 @@ def test_momentum_update_formula():
             p.add_(1.0)
         for p in moco.projection.parameters():
             p.mul_(2.0)
-    moco.momentum_update(backbone)
+    moco.after_optimizer_step(backbone)
     for k, k0, q in zip(moco.key_backbone.parameters(), key_before, backbone.parameters()):
         assert torch.allclose(k, 0.9 * k0 + 0.1 * q)
     for k, k0, q in zip(moco.key_projection.parameters(), proj_key_before, moco.projection.parameters()):
@@ -89,25 +114,27 @@ def test_moco_loss_uses_the_queue_and_normalised_vectors():
     _, moco = make_moco(queue_size=8, temperature=0.2, bn=False)
     feats = torch.randn(2, 6)
     keys_in = torch.randn(2, 3, 2, 4, 4)
-    loss, metrics, keys = moco(feats, keys_in)
+    outputs = moco(Feats({"q": feats}, {"k": keys_in}))
+    loss, metrics = MoCo(key_task=PaceTask()).loss(outputs, {})
     q = F.normalize(moco.projection(feats), dim=1)
     k = F.normalize(moco.key_projection(moco.key_backbone(keys_in)), dim=1)
     ref, _ = info_nce(q, k, moco.queue, 0.2)
-    assert torch.allclose(loss, ref, atol=1e-6) and torch.allclose(keys, k, atol=1e-6)
-    assert set(metrics) == {"ctr_loss", "ctr_acc"} and 0.0 <= metrics["ctr_acc"] <= 1.0
+    assert torch.allclose(loss, ref, atol=1e-6) and torch.allclose(moco._pending_keys[0], k, atol=1e-6)
+    assert set(metrics) == {"loss", "acc"} and 0.0 <= metrics["acc"] <= 1.0
 
 
 def test_key_encoder_gets_no_gradient():
-    backbone, moco = make_moco()
-    model = PretextModel(backbone, PaceTask(clip_len=4), contrastive=moco, ctr_weight=0.5)
-    batch = {"clips": [torch.randn(4, 3, 4, 8, 8), torch.randn(4, 3, 4, 8, 8)], "labels": {"speed": torch.tensor([0, 1, 2, 3])}}
+    model, moco = joint_model(PaceTask(clip_len=4))
+    backbone = model.backbone
+    batch = {"clips": {"pretext.clip": torch.randn(4, 3, 4, 8, 8), "moco.key": torch.randn(4, 3, 4, 8, 8)},
+             "labels": {"pretext.speed": torch.tensor([0, 1, 2, 3])}}
     loss, metrics = model.training_step(batch)
     loss.backward()
     assert all(not p.requires_grad and p.grad is None for p in moco.key_backbone.parameters())
     assert all(not p.requires_grad and p.grad is None for p in moco.key_projection.parameters())
     assert all(p.grad is not None for p in moco.projection.parameters())
     assert all(p.grad is not None for p in backbone.parameters())
-    assert metrics["loss"] == pytest.approx(metrics["task_loss"] + 0.5 * metrics["ctr_loss"], rel=1e-5)
+    assert metrics["loss"] == pytest.approx(metrics["pretext.loss"] + 0.5 * metrics["moco.loss"], rel=1e-5)
 
 
 def test_shuffle_bn_unshuffles_to_the_input_order():
@@ -135,72 +162,77 @@ def test_encode_keys_is_row_aligned_under_shuffle():
 
 
 def test_training_loop_updates_queue_after_the_step():
-    backbone, moco = make_moco(queue_size=6, momentum=0.5)
-    model = PretextModel(backbone, SpeedChangeFineTask(clip_len=6), contrastive=moco)
+    model, moco = joint_model(SpeedChangeFineTask(clip_len=6), queue_size=6, momentum=0.5)
     for a, b in zip(model.backbone.parameters(), moco.key_backbone.parameters()):
         assert torch.equal(a, b)  # key encoder starts as a copy
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     g = torch.Generator().manual_seed(0)
     for step in range(3):  # 3 x 4 keys through a 6-slot queue: wraps once
-        batch = {"clips": [torch.randn(4, 3, 6, 8, 8, generator=g), torch.randn(4, 3, 6, 8, 8, generator=g)],
-                 "labels": {"speed": torch.tensor([0, 1, 4, 8]), "loc": torch.tensor([3, 0, 3, 3])}}
+        batch = {"clips": {"pretext.clip": torch.randn(4, 3, 6, 8, 8, generator=g),
+                           "moco.key": torch.randn(4, 3, 6, 8, 8, generator=g)},
+                 "labels": {"pretext.speed": torch.tensor([0, 1, 4, 8]), "pretext.loc": torch.tensor([3, 0, 3, 3])}}
         queue_before = moco.queue.clone()
         loss, _ = model.training_step(batch)
         assert torch.equal(moco.queue, queue_before)  # nothing written before backward
         opt.zero_grad()
         loss.backward()
         opt.step()
-        pending = model._pending_keys[0].clone()
+        pending = moco._pending_keys[0].clone()
         key_before = [p.clone() for p in moco.key_backbone.parameters()]
         model.after_optimizer_step()
         for k, k0, q in zip(moco.key_backbone.parameters(), key_before, model.backbone.parameters()):
             assert torch.allclose(k, 0.5 * k0 + 0.5 * q)
         slots = [(4 * step + i) % 6 for i in range(4)]
         assert torch.equal(moco.queue[slots], pending)
-        assert not model._pending_keys
+        assert not moco._pending_keys
     assert int(moco.queue_ptr) == 0
 
 
 def test_missing_key_clip_is_a_clear_error():
-    backbone, moco = make_moco()
-    model = PretextModel(backbone, PaceTask(clip_len=4), contrastive=moco)
-    with pytest.raises(ValueError, match="with_key_clip"):
-        model.training_step({"clips": [torch.randn(2, 3, 4, 8, 8)], "labels": {"speed": torch.tensor([0, 1])}})
+    model, _ = joint_model(PaceTask(clip_len=4))
+    with pytest.raises(KeyError, match="moco.key"):
+        model.training_step({"clips": {"pretext.clip": torch.randn(2, 3, 4, 8, 8)},
+                             "labels": {"pretext.speed": torch.tensor([0, 1])}})
 
 
-def test_queue_and_key_encoder_are_checkpointed():
-    backbone, moco = make_moco(queue_size=4)
-    model = PretextModel(backbone, PaceTask(clip_len=4), contrastive=moco)
+def test_queue_key_encoder_and_shuffle_state_are_checkpointed():
+    model, moco = joint_model(PaceTask(clip_len=4), queue_size=4)
     moco.enqueue(torch.randn(3, 4))
+    moco.encode_keys(torch.randn(4, 3, 4, 8, 8))  # advances the shuffle generator
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
-    assert "contrastive.queue" in state and int(state["contrastive.queue_ptr"]) == 3
-    assert any(k.startswith("contrastive.key_backbone.") for k in state)
-    other_backbone, other = make_moco(queue_size=4)
-    restored = PretextModel(other_backbone, PaceTask(clip_len=4), contrastive=other)
+    prefix = "head.branches.moco."
+    assert prefix + "queue" in state and int(state[prefix + "queue_ptr"]) == 3 and prefix + "shuffle_state" in state
+    assert any(k.startswith(prefix + "key_backbone.") for k in state)
+    restored, other = joint_model(PaceTask(clip_len=4), queue_size=4)
     restored.load_state_dict(state)
     assert torch.equal(other.queue, moco.queue) and int(other.queue_ptr) == 3
+    # the permutation stream continues where it was, not from the seed (exact resume with MoCo)
+    assert torch.equal(other._permutation(16), moco._permutation(16))
+    fresh, _ = joint_model(PaceTask(clip_len=4), queue_size=4)
+    assert not torch.equal(fresh.head.branches["moco"]._permutation(16), other._permutation(16))
 
 
-def test_with_key_clip_adds_an_independent_key_plan():
-    task = with_key_clip(SpeedChangeFineTask())
-    assert task.heads == {"speed": 9, "loc": 7} and task.min_frames == 46
+def test_moco_branch_draws_an_independent_key_plan():
+    task = Joint({"pretext": SpeedChangeFineTask(), "moco": MoCo(key_task=SpeedChangeFineTask())})
+    assert task.heads == {"pretext.speed": 9, "pretext.loc": 7} and task.min_frames == 46
     starts_q, starts_k = set(), set()
     for seed in range(50):
         sample = task.sample(120, np.random.default_rng(seed))
-        q, k = sample.plans
+        q, k = sample.plans["pretext.clip"], sample.plans["moco.key"]
         assert len(q) == len(k) == 16 and k.indices.max() < 120
-        assert set(sample.labels) == {"speed", "loc"}
+        assert set(sample.labels) == {"pretext.speed", "pretext.loc"}
         starts_q.add(int(q.indices[0]))
         starts_k.add(int(k.indices[0]))
     assert len(starts_q) > 10 and len(starts_k) > 10
     rng = np.random.default_rng(0)
-    differ = sum(task.sample(120, rng).plans[0].params != task.sample(120, rng).plans[1].params for _ in range(20))
+    differ = 0
+    for _ in range(20):
+        plans = task.sample(120, rng).plans
+        differ += plans["pretext.clip"].params != plans["moco.key"].params
     assert differ == 20
-    with pytest.raises(ValueError, match="must match"):
-        with_key_clip(SpeedChangeFineTask(), PaceTask(clip_len=16, extra_frames=1))
 
 
 def _enqueue_on_rank(rank: int, init_file: str, results: str) -> None:

@@ -20,7 +20,7 @@ def tiny_synthetic(tmp_path_factory):
     return make_synthetic(root, videos_per_class=7, size=32, length_range=(40, 50), seed=1, progress=False)
 
 
-TINY_PRE = replace(qs.CPU_PRETRAIN, clip_len=6, size=24, batch_size=8, queue_size=16)
+TINY_PRE = replace(qs.CPU_PRETRAIN, clip_len=6, size=24, batch_size=8, moco=replace(qs.CPU_PRETRAIN.moco, queue_size=16))
 TINY_DOWN = replace(qs.CPU_DOWNSTREAM, finetune_steps=3, batch_size=8, clips_per_video=2)
 
 
@@ -65,7 +65,7 @@ def test_same_seed_gives_the_same_numbers(quick_run, tmp_path):
 
 
 def test_ablation_table_has_every_variant(tiny_synthetic, tmp_path):
-    variants = [(n, c and replace(c, clip_len=6, size=24, batch_size=8, queue_size=16))
+    variants = [(n, c and replace(c, clip_len=6, size=24, batch_size=8, moco=c.moco and replace(c.moco, queue_size=16)))
                 for n, c in ab.TABLE_4_2[:3] + ab.TABLE_4_1[:2]]
     plan = ab.AblationPlan(data_root=tiny_synthetic, out_dir=tmp_path, seeds=(0,), variants=variants,
                            pretrain_steps=2, downstream=TINY_DOWN)
@@ -83,8 +83,8 @@ def test_ablation_table_has_every_variant(tiny_synthetic, tmp_path):
 def test_ablation_variants_differ_only_in_what_the_tables_vary():
     configs = dict(ab.TABLE_4_2 + ab.TABLE_4_1)
     fine = configs["fine-grained + localization + CL"]
-    assert (fine.task, fine.contrastive, fine.ctr_weight) == ("speed-change-fine", True, 0.5)
-    assert configs["coarse SC + CL"].ctr_weight == 0.25  # lambda of chapter 3
+    assert (fine.task, fine.contrastive, fine.moco.weight) == ("speed-change-fine", True, 0.5)
+    assert configs["coarse SC + CL"].moco.weight == 0.25  # lambda of chapter 3
     assert configs["fine-grained classification"].task_options == {"localize": False}
     assert configs["pool {1,2,3}, class-primary"].task_options == {"primary": "class"}
     for name, cfg in configs.items():

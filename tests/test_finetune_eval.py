@@ -173,21 +173,21 @@ def test_load_classifier_and_backbone_weights_from_every_checkpoint_kind(runs):
 
 
 def test_moco_checkpoint_key_encoder_is_ignored(tmp_path):
-    """A PretextModel with MoCo holds a second backbone (contrastive.key_backbone.*): never loaded."""
+    """A PretextModel with MoCo holds a second backbone (head.branches.moco.key_backbone.*): never loaded."""
     from vsslkit.models import build_backbone
     from vsslkit.models.weights import load_backbone_weights
     from vsslkit.train.checkpoint import save_checkpoint
-    from vsslkit.train.pretrain import PretrainConfig, build_pretext_model
+    from vsslkit.train.pretrain import MoCoConfig, PretrainConfig, build_pretext_model
 
-    config = PretrainConfig(task="pace", contrastive=True, queue_size=8, width=0.125, clip_len=4)
+    config = PretrainConfig(task="pace", moco=MoCoConfig(queue_size=8), width=0.125, clip_len=4)
     model = build_pretext_model(config)
     with torch.no_grad():
-        for p in model.contrastive.key_backbone.parameters():
+        for p in model.head.branches["moco"].key_backbone.parameters():
             p.fill_(7.0)  # a key encoder that differs from the query backbone
     save_checkpoint(tmp_path / "moco.pt", {"model": model.state_dict(), "config": {"pretrain": config.to_json()}})
     net = build_backbone("r3d_10", width=0.125)
     report = load_backbone_weights(net, tmp_path / "moco.pt")
-    assert report.missing == [] and any(k.startswith("contrastive.key_backbone.") for k in report.unexpected)
+    assert report.missing == [] and any(k.startswith("head.branches.moco.key_backbone.") for k in report.unexpected)
     torch.testing.assert_close(net.state_dict(), model.backbone.state_dict())
 
 

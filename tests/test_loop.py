@@ -31,7 +31,7 @@ class TinyNet(nn.Module):
         return self.fc(self.drop(self.conv(x).relu().mean((2, 3, 4))))
 
     def training_step(self, batch):
-        logits = self(batch["clips"][0])
+        logits = self(batch["clips"]["clip"])
         y = batch["labels"]["speed"]
         return F.cross_entropy(logits, y), {"acc": (logits.argmax(1) == y).float().mean()}
 

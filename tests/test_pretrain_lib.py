@@ -7,6 +7,7 @@ import torch
 from vsslkit.tasks import make_task
 from vsslkit.train.checkpoint import load_checkpoint
 from vsslkit.train.pretrain import (
+    MoCoConfig,
     PretrainConfig,
     build_pretext_model,
     build_task,
@@ -38,29 +39,28 @@ def test_clips_only_task_samples_constant_clips_without_labels():
     strides = set()
     for _ in range(200):
         sample = task.sample(40, rng)
-        steps = np.diff(sample.plans[0].indices)
-        assert len(sample.plans[0]) == 9 and sample.labels == {} and len(set(steps)) == 1
+        steps = np.diff(sample.plan.indices)
+        assert len(sample.plan) == 9 and sample.labels == {} and len(set(steps)) == 1
         strides.add(int(steps[0]))
     assert strides == {1, 2, 3, 4}
     assert task.min_frames == 8 * 4 + 1
 
 
 def test_contrastive_only_needs_the_contrastive_branch():
-    with pytest.raises(ValueError, match="contrastive=True"):
+    with pytest.raises(ValueError, match="only makes sense with MoCo"):
         build_task(PretrainConfig(task="none"))
-    model = build_pretext_model(PretrainConfig(task="none", contrastive=True, queue_size=8,
-                                               clip_len=4, size=16))
-    clips = [torch.randn(2, 3, 4, 16, 16), torch.randn(2, 3, 4, 16, 16)]
+    model = build_pretext_model(PretrainConfig(task="none", moco=MoCoConfig(queue_size=8), clip_len=4, size=16))
+    clips = {"pretext.clip": torch.randn(2, 3, 4, 16, 16), "moco.key": torch.randn(2, 3, 4, 16, 16)}
     loss, metrics = model.training_step({"clips": clips, "labels": {}})
     loss.backward()
-    assert loss.requires_grad and "ctr_loss" in metrics
-    assert model.backbone.features(clips[0], layers=("pool5",))["pool5"].shape[0] == 2
+    assert loss.requires_grad and "moco.loss" in metrics
+    assert model.backbone.features(clips["pretext.clip"], layers=("pool5",))["pool5"].shape[0] == 2
 
 
 def test_pretrain_writes_a_checkpoint_whose_config_rebuilds_the_model(tmp_path):
     torch.set_num_threads(1)
     frames = ArrayFrames()
-    cfg = PretrainConfig(task="speed-change-fine", task_options={"pool": (1, 2)}, contrastive=True, queue_size=8,
+    cfg = PretrainConfig(task="speed-change-fine", task_options={"pool": (1, 2)}, moco=MoCoConfig(queue_size=8),
                          clip_len=6, size=16, residual=True, batch_size=4, lr=0.01)
     model, result = pretrain(cfg, paths=list(frames.videos), num_frames=[60] * 4, source=frames,
                              out_dir=tmp_path, max_steps=3, progress=False, log_every=1, checkpoint_every=None)
@@ -71,4 +71,4 @@ def test_pretrain_writes_a_checkpoint_whose_config_rebuilds_the_model(tmp_path):
     rebuilt = build_pretext_model(again)
     rebuilt.load_state_dict(state["model"])
     assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values()))
-    assert {"speed_acc", "loc_acc", "ctr_loss"} <= set(result.history[-1])
+    assert {"pretext.speed_acc", "pretext.loc_acc", "moco.loss"} <= set(result.history[-1])

@@ -21,7 +21,8 @@ from vsslkit.tasks import (
     SupervisedTask,
     make_task,
 )
-from vsslkit.tasks.contrastive import with_key_clip
+from vsslkit.tasks import Joint, MoCo
+from vsslkit.tasks.base import Features
 from vsslkit.tasks.model import PretextModel
 from vsslkit.tasks.same_batch import all_transforms
 
@@ -59,7 +60,7 @@ def expected_steps(task, labels) -> tuple[int, int, int]:
 def test_sampled_plans_match_their_labels(task, extra, seed):
     num_frames = task.min_frames + extra
     sample = task.sample(num_frames, np.random.default_rng(seed))
-    (plan,) = sample.plans
+    (plan,) = sample.plans.values()
     idx = plan.indices
     assert len(idx) == task.clip_len + task.extra_frames
     assert idx.min() >= 0 and idx.max() < num_frames and np.all(np.diff(idx) > 0)
@@ -76,7 +77,7 @@ def test_sampled_plans_match_their_labels(task, extra, seed):
     element_steps = d if task.extra_frames == 1 else np.concatenate([[d[0]], d])
     assert np.all(element_steps[:m] == r1) and np.all(element_steps[m:] == r2)
     again = task.sample(num_frames, np.random.default_rng(seed))
-    assert again.labels == sample.labels and np.array_equal(again.plans[0].indices, idx)
+    assert again.labels == sample.labels and np.array_equal(again.plan.indices, idx)
 
 
 def test_residual_plans_put_the_change_on_the_differences():
@@ -210,7 +211,7 @@ def test_bad_task_arguments():
 
 
 def test_make_task_by_name():
-    assert TASK_NAMES == ("pace", "speed-change-coarse", "speed-change-fine", "supervised", "none")
+    assert TASK_NAMES == ("pace", "speed-change-coarse", "speed-change-fine", "arrow-of-time", "supervised", "none")
     assert make_task("none", clip_len=8).heads == {}
     assert make_task("speed-change-fine", pool=[1, 2]).heads == {"speed": 4, "loc": 7}
     assert make_task("supervised", num_classes=3, clip_len=8, stride=2).min_frames == 15
@@ -221,7 +222,7 @@ def test_make_task_by_name():
 def test_supervised_task_plans():
     task = SupervisedTask(num_classes=5, clip_len=8, stride=2, extra_frames=1)
     sample = task.sample(40, np.random.default_rng(0))
-    assert sample.labels == {} and len(sample.plans[0]) == 9 and set(np.diff(sample.plans[0].indices)) == {2}
+    assert sample.labels == {} and len(sample.plan) == 9 and set(np.diff(sample.plan.indices)) == {2}
     plans = task.test_plans(40, count=10)
     assert len(plans) == 10 and plans[0].indices[0] == 0 and plans[-1].indices[-1] == 39
     assert task.params_of(task.label_of({"class": 4})) == {"class": 4}
@@ -233,11 +234,13 @@ def test_same_batch_holds_every_class_with_a_shared_start():
     task = SpeedChangeCoarseTask()
     samples = all_transforms(task, 70, np.random.default_rng(3))
     assert [s.labels["speed"] for s in samples] == list(range(8))
-    starts = {int(s.plans[0].indices[0]) for s in samples}
-    assert len(starts) == 1 and all(s.plans[0].indices.max() < 70 for s in samples)
-    fine = all_transforms(with_key_clip(SpeedChangeFineTask()), 60, np.random.default_rng(4))
-    assert [s.labels["speed"] for s in fine] == list(range(9)) and all(len(s.plans) == 2 for s in fine)
-    assert [s.labels["loc"] == 6 for s in fine] == [i in (0, 4, 8) for i in range(9)]
+    starts = {int(s.plan.indices[0]) for s in samples}
+    assert len(starts) == 1 and all(s.plan.indices.max() < 70 for s in samples)
+    joint = Joint({"pretext": SpeedChangeFineTask(), "moco": MoCo(key_task=SpeedChangeFineTask())})
+    fine = all_transforms(joint, 60, np.random.default_rng(4))
+    assert [s.labels["pretext.speed"] for s in fine] == list(range(9))
+    assert all(list(s.plans) == ["pretext.clip", "moco.key"] for s in fine)
+    assert [s.labels["pretext.loc"] == 6 for s in fine] == [i in (0, 4, 8) for i in range(9)]
     with pytest.raises(TypeError, match="no speed classes"):
         all_transforms(SupervisedTask(num_classes=3), 60, np.random.default_rng(0))
     with pytest.raises(VideoTooShortError):
@@ -256,9 +259,10 @@ class TinyBackbone(nn.Module):
 
 def test_heads_and_loss_are_the_sum_of_cross_entropies():
     task = SpeedChangeFineTask()
-    heads = task.make_heads(6)
-    feats = torch.randn(5, 6, generator=torch.Generator().manual_seed(0))
-    out = heads(feats)
+    backbone = TinyBackbone()
+    head = task.make_module(backbone)
+    clips = torch.randn(5, 3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = head(Features(backbone, {"clip": clips}))
     assert {k: tuple(v.shape) for k, v in out.items()} == {"speed": (5, 9), "loc": (5, 7)}
     labels = {"speed": torch.tensor([0, 1, 2, 3, 4]), "loc": torch.tensor([6, 0, 1, 2, 6]), "class": torch.zeros(5)}
     loss, metrics = task.loss(out, labels)
@@ -277,15 +281,15 @@ def test_pretext_model_trains_without_contrastive_branch():
     clips = torch.randn(4, 3, 4, 8, 8)
     labels = {"speed": torch.tensor([0, 1, 2, 3])}
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    first, _ = model.training_step({"clips": [clips], "labels": labels})
+    first, _ = model.training_step({"clips": {"clip": clips}, "labels": labels})
     for _ in range(30):
-        loss, metrics = model.training_step({"clips": [clips], "labels": labels})
+        loss, metrics = model.training_step({"clips": {"clip": clips}, "labels": labels})
         opt.zero_grad()
         loss.backward()
         opt.step()
         model.after_optimizer_step()
-    assert metrics["loss"] < float(first.detach()) and set(metrics) >= {"loss", "task_loss", "speed_acc"}
-    assert model(clips)["speed"].shape == (4, 4)
+    assert metrics["loss"] < float(first.detach()) and set(metrics) >= {"loss", "speed_loss", "speed_acc"}
+    assert model({"clip": clips})["speed"].shape == (4, 4) and model.predict(clips)["speed"].shape == (4, 4)
 
 
 def test_fine_task_without_localization_has_only_the_speed_head():
@@ -297,7 +301,7 @@ def test_fine_task_without_localization_has_only_the_speed_head():
     assert task.heads == {"speed": 9}
     sample = task.sample(task.min_frames, np.random.default_rng(0))
     assert set(sample.labels) == {"speed", "loc"}  # the label is still derivable, just not trained
-    heads = task.make_heads(8)
-    out = heads(torch.randn(2, 8))
+    backbone = TinyBackbone(8)
+    out = task.make_module(backbone)(Features(backbone, {"clip": torch.randn(2, 3, 4, 8, 8)}))
     loss, metrics = task.loss(out, {"speed": torch.tensor([0, 4]), "loc": torch.tensor([6, 6])})
     assert set(out) == {"speed"} and "loc_acc" not in metrics and loss.requires_grad

@@ -8,7 +8,7 @@ import torch
 
 from vsslkit.eval.retrieval import recall_at_k
 from vsslkit.tasks import make_task
-from vsslkit.train.pretrain import PretrainConfig, build_pretext_model
+from vsslkit.train.pretrain import MoCoConfig, PretrainConfig, build_pretext_model
 from vsslkit.viz import explorers
 
 
@@ -170,7 +170,7 @@ def test_label_names_for_each_task():
 @pytest.fixture(scope="module")
 def pretext_clips():
     torch.manual_seed(0)
-    cfg = PretrainConfig(task="speed-change-fine", contrastive=True, queue_size=32, clip_len=8, size=32,
+    cfg = PretrainConfig(task="speed-change-fine", moco=MoCoConfig(queue_size=32), clip_len=8, size=32,
                          residual=True, backbone="r3d_10", width=0.25)
     model = build_pretext_model(cfg)
     frames = ArrayFrames(n=60)
