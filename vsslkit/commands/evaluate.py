@@ -388,7 +388,7 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
 
     from vsslkit.data.datasets import open_dataset
     from vsslkit.data.store import FrameStore
-    from vsslkit.viz.explorers import localization_summary, predict_pretext_clips, summary_markdown
+    from vsslkit.eval.pretext import localization_summary, predict_pretext_clips, summary_markdown
     from vsslkit.train.pretrain import load_pretext_model
 
     model, config = load_pretext_model(args.checkpoint)
