@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vsslkit import classroom
 from vsslkit.data.synthetic import render, sample_params
@@ -115,3 +117,31 @@ def test_course_dataset_uses_vsslkit_fast_and_data(monkeypatch, tmp_path):
         classroom.course_dataset()
     assert calls["out_dir"] == tmp_path / "course-fast"
     assert calls["videos_per_class"] == classroom.FAST_VIDEOS_PER_CLASS
+
+
+@pytest.mark.parametrize(("value", "mode"), [("1", "fast mode"), ("0", "full mode")])
+def test_setup_is_the_notebooks_first_cell(monkeypatch, tmp_path, capsys, value, mode):
+    """Threads capped, the mode's course data, a fresh empty run folder per call, the mode printed."""
+    built = []
+
+    def fake_course(root=None, *, fast=None, **kwargs):
+        built.append(fast)
+        return f"course ({fast})"
+
+    monkeypatch.setattr(classroom, "course_dataset", fake_course)
+    monkeypatch.setenv("VSSLKIT_FAST", value)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    threads = torch.get_num_threads()
+    try:
+        again = classroom.setup()
+        assert torch.get_num_threads() == 2
+        fast, course, runs = classroom.setup(threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert fast is (value == "1") and built == [fast, fast] and course == f"course ({fast})"
+    assert again.course == course and again.fast is fast
+    assert runs.is_dir() and runs.parent == tmp_path and runs.name.startswith("vsslkit-notebook-")
+    assert not any(runs.iterdir()) and again.runs != runs and again.runs.is_dir()
+    assert capsys.readouterr().out == f"{mode}\n{mode}\n"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,8 @@ def test_flags_that_contradict_the_checkpoint_are_refused(runs, tmp_path):
     with pytest.raises(SystemExit, match=r"--no-residual contradicts .*residual=True"):
         main(["finetune", "--init", str(runs["pretrained"]), "--no-residual", *base])
     # agreeing flags are fine: checked by parsing only (no training) through resolve_settings
-    from vsslkit.commands.train import TRAIN_DEFAULTS, checkpoint_settings, resolve_settings
+    from vsslkit.commands.common import checkpoint_settings, resolve_settings
+    from vsslkit.commands.train import TRAIN_DEFAULTS
 
     args = argparse.Namespace(backbone="r3d_10", width=None, norm=None, clip_len=4, size=None, residual=None)
     taken = resolve_settings(args, defaults=TRAIN_DEFAULTS, sources=[("pre", checkpoint_settings(runs["pretrained"]))])
@@ -146,6 +148,42 @@ def test_flags_that_contradict_the_checkpoint_are_refused(runs, tmp_path):
     with pytest.raises(SystemExit, match="--crop-size 64 contradicts"):
         resolve_settings(argparse.Namespace(crop_size=64), defaults={"size": 112}, sources=[("a.pt", {"size": 32})],
                          flags={"size": "crop_size"})
+
+
+def test_score_classifier_on_raises_value_error_for_a_test_set_that_does_not_fit():
+    """A library function: the error is a ValueError naming the test set; commands print it (below)."""
+    from vsslkit.data.datasets import VideoIndex
+    from vsslkit.eval.video_level import score_classifier_on
+    from vsslkit.train.supervised import ClassifierConfig
+
+    config = ClassifierConfig(backbone="r3d_10", width=0.125, num_classes=3, clip_len=4, stride=2, size=32,
+                              residual=True, freeze_backbone=False, dropout=0.5, class_names=("A", "B", "C"))
+
+    def index(names, frames):
+        return VideoIndex(Path("/data/other"), [Path(f"/data/other/v{i}.mp4") for i in range(3)], [0, 1, 2],
+                          list(names), ["g1"] * 3, num_frames=frames)
+
+    with pytest.raises(ValueError, match=r"/data/other: test classes \['A', 'C', 'B'\]… differ from the classifier"):
+        score_classifier_on(None, config, index("ACB", [60] * 3), store=None)
+    with pytest.raises(ValueError, match="/data/other: 4 test classes, the classifier has 3"):
+        score_classifier_on(None, replace(config, class_names=()), index("ABCD", [60] * 3), store=None)
+    with pytest.raises(ValueError, match="/data/other: no test video is long enough for one clip"):
+        score_classifier_on(None, config, index("ABC", [4, 3, 2]), store=None)  # one clip reads 5 frames
+
+
+def test_commands_print_the_scoring_error(runs, tmp_path, monkeypatch):
+    import vsslkit.eval.video_level
+
+    def refuse(*args, **kwargs):
+        raise ValueError("/data/other: test classes differ")
+
+    monkeypatch.setattr(vsslkit.eval.video_level, "score_classifier_on", refuse)
+    with pytest.raises(SystemExit, match="^/data/other: test classes differ$"):
+        main(["finetune", "--init", "random", "--steps", "1", "--out", str(tmp_path / "ft"), *SMALL, *runs["base"]])
+    with pytest.raises(SystemExit, match="^/data/other: test classes differ$"):
+        main(["evaluate", "--data", str(runs["data"]), "--store", str(runs["store"]), "--short-side", "32",
+              "--checkpoint", "random", "--classifier", str(runs["random"] / "classifier.pt"), "--clips-per-video",
+              "1", "--svm-videos", "0", "--pairs", "0", "--batch-size", "40", "--out-dir", str(tmp_path / "ev")])
 
 
 def test_load_classifier_and_backbone_weights_from_every_checkpoint_kind(runs):

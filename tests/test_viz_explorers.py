@@ -1,4 +1,5 @@
-"""Explorer callbacks are plain functions: call every one of them without a browser."""
+"""Explorer callbacks are plain functions: call every one of them without a browser (with the held-out
+pretext clips of `vsslkit.eval.pretext` that the localization explorers browse)."""
 
 from dataclasses import dataclass
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from vsslkit.eval import pretext
 from vsslkit.eval.retrieval import recall_at_k
 from vsslkit.tasks import make_task
 from vsslkit.train.pretrain import MoCoConfig, PretrainConfig, build_pretext_model
@@ -160,11 +162,11 @@ def test_pretext_vs_chance_uses_the_last_logs_and_the_sampler_majority():
 
 
 def test_label_names_for_each_task():
-    assert explorers.label_names(make_task("pace"), "speed") == ["p=1", "p=2", "p=3", "p=4"]
+    assert pretext.label_names(make_task("pace"), "speed") == ["p=1", "p=2", "p=3", "p=4"]
     fine = make_task("speed-change-fine", clip_len=8, extra_frames=1)
-    assert explorers.label_names(fine, "loc") == ["m=2", "m=3", "m=4", "m=5", "constant"]
-    assert explorers.label_names(fine, "speed")[:4] == ["(1,1)", "(1,2)", "(1,3)", "(2,1)"]
-    assert explorers.label_names(make_task("speed-change-coarse"), "speed")[4] == "pattern=jump-up j=1"
+    assert pretext.label_names(fine, "loc") == ["m=2", "m=3", "m=4", "m=5", "constant"]
+    assert pretext.label_names(fine, "speed")[:4] == ["(1,1)", "(1,2)", "(1,3)", "(2,1)"]
+    assert pretext.label_names(make_task("speed-change-coarse"), "speed")[4] == "jump-up j=1"
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +177,7 @@ def pretext_clips():
     model = build_pretext_model(cfg)
     frames = ArrayFrames(n=60)
     paths = ["v_1.mp4", "v_2.mp4", "v_3.mp4"]
-    clips = explorers.predict_pretext_clips(model, frames, paths, [60, 10, 60], crop_size=32, clips_per_video=3, seed=0)
+    clips = pretext.predict_pretext_clips(model, frames, paths, [60, 10, 60], crop_size=32, clips_per_video=3, seed=0)
     return model, frames, clips
 
 
@@ -192,8 +194,8 @@ def test_predict_pretext_clips_truth_matches_the_plans(pretext_clips):
             assert clip.plan.params["change_at"] == params["m"] + 1
             assert (clip.plan.params["r1"], clip.plan.params["r2"]) == (params["r1"], params["r2"])
         assert set(clip.predicted) == {"speed", "loc"} and all(0 < p <= 1 for p in clip.confidence.values())
-    again = explorers.predict_pretext_clips(model, ArrayFrames(n=60), ["v_1.mp4", "v_2.mp4", "v_3.mp4"],
-                                            [60, 10, 60], crop_size=32, clips_per_video=3, seed=0)
+    again = pretext.predict_pretext_clips(model, ArrayFrames(n=60), ["v_1.mp4", "v_2.mp4", "v_3.mp4"],
+                                          [60, 10, 60], crop_size=32, clips_per_video=3, seed=0)
     assert [c.labels for c in again] == [c.labels for c in clips]  # the seed fixes the clips
     assert [c.predicted for c in again] == [c.predicted for c in clips]
 
@@ -201,12 +203,12 @@ def test_predict_pretext_clips_truth_matches_the_plans(pretext_clips):
 def test_localization_summary_timeline_and_view(pretext_clips):
     model, frames, clips = pretext_clips
     task = model.task
-    summary = explorers.localization_summary(clips, task)
+    summary = pretext.localization_summary(clips, task)
     loc = summary["loc"]
     assert loc.counts.shape == (5, 5) and loc.counts.sum() == len(clips)
     assert loc.accuracy == pytest.approx(np.trace(loc.counts) / len(clips))
-    assert "| loc | 5 |" in explorers.summary_markdown(summary)
-    errors = explorers.change_error(clips, task)
+    assert "| loc | 5 |" in pretext.summary_markdown(summary)
+    errors = pretext.change_error(clips, task)
     assert errors["changing_clips"] == sum(c.labels["loc"] != 4 for c in clips)
     clip = clips[0]
     fig = explorers.localization_timeline(clip, task)
@@ -221,11 +223,11 @@ def test_localization_summary_timeline_and_view(pretext_clips):
 def test_localization_timeline_marks_the_predicted_change():
     task = make_task("speed-change-fine", clip_len=8, extra_frames=1)
     plan = task.plan_for({"r1": 1, "r2": 3, "m": 3}, 60, np.random.default_rng(0), start=0)
-    clip = explorers.PretextClip(0, "v_1.mp4", 60, plan, task.label_of({"r1": 1, "r2": 3, "m": 3}),
-                                 {"speed": 2, "loc": 2}, {"speed": 0.5, "loc": 0.4})
+    clip = pretext.PretextClip(0, "v_1.mp4", 60, plan, task.label_of({"r1": 1, "r2": 3, "m": 3}),
+                               {"speed": 2, "loc": 2}, {"speed": 0.5, "loc": 0.4})
     fig = explorers.localization_timeline(clip, task)
     lines = [s for s in fig.layout.shapes if s.type == "line"]
     assert sorted(s.y0 for s in lines) == [3.5, 4.5]  # true change at m=3, predicted at m=4 (+1 residual frame)
     assert "true (1,3), m=3" in explorers.describe_clip(clip, task)
-    constant = explorers.PretextClip(0, "v_1.mp4", 60, plan, clip.labels, {"speed": 2, "loc": 4}, clip.confidence)
+    constant = pretext.PretextClip(0, "v_1.mp4", 60, plan, clip.labels, {"speed": 2, "loc": 4}, clip.confidence)
     assert any("constant" in a.text for a in explorers.localization_timeline(constant, task).layout.annotations)

@@ -1,5 +1,6 @@
 """Helpers the teaching notebooks share, so each notebook stays a few calls and pictures.
 
+- `setup()`: the first cell of the training notebooks (threads, mode, course data, a runs folder).
 - `fast_mode()`: notebooks run small by default (`VSSLKIT_FAST=1`, CI and a first read);
   `VSSLKIT_FAST=0` is the full classroom run.
 - `course_dataset()`: the built-in synthetic dataset, generated once, with its frame store and
@@ -17,6 +18,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -104,6 +106,29 @@ def course_dataset(
     test, skipped_test = open_dataset(root, split=1, subset="test").with_frame_counts(store, progress=progress)
     return CourseData(root=Path(root).resolve(), train=train, test=test, store=store,
                       class_names=list(train.class_names), fast=fast, skipped=skipped_train + skipped_test)
+
+
+class Setup(NamedTuple):
+    """What a training notebook's first cell hands the rest of it (unpacks as `fast, course, runs`)."""
+
+    fast: bool
+    course: CourseData
+    runs: Path  # a fresh temporary folder for this notebook's checkpoints
+
+
+def setup(*, threads: int = 2) -> Setup:
+    """The setup cell of the training notebooks (02, 03, 04, 06), in one call.
+
+    Caps torch at `threads` CPU threads (the classroom machine is shared), reads the mode
+    (`fast_mode()`), builds or reuses the course dataset of that mode, makes an empty run folder
+    and prints "fast mode" / "full mode", the line nbval sees.
+    """
+    torch.set_num_threads(threads)
+    fast = fast_mode()
+    course = course_dataset(fast=fast)
+    runs = Path(tempfile.mkdtemp(prefix="vsslkit-notebook-"))
+    print("fast mode" if fast else "full mode")
+    return Setup(fast, course, runs)
 
 
 def real_video_dir() -> Path | None:

@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vsslkit.commands.train import add_task_arguments, task_options
+from vsslkit.commands.common import (
+    add_task_arguments,
+    checkpoint_settings,
+    print_classifier_scores,
+    resolve_settings,
+    task_options,
+)
 from vsslkit.data.store import default_store_dir
 
 DEFAULT_STORE = default_store_dir()
@@ -129,8 +135,6 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _resolve(args: argparse.Namespace) -> None:
     """Backbone/input settings: explicit flags, else --checkpoint's / --classifier's config, else defaults."""
-    from vsslkit.commands.train import checkpoint_settings, resolve_settings
-
     sources = []
     for ckpt in (args.checkpoint, getattr(args, "classifier", None)):
         if ckpt is not None and str(ckpt) != "random":
@@ -343,6 +347,7 @@ def _balanced_subset(labels, n: int, rng):
 
 def _evaluate_classifier(args, data) -> None:
     from vsslkit.eval.results import checkpoint_fields, write_result
+    from vsslkit.eval.video_level import score_classifier_on
     from vsslkit.train.supervised import load_classifier
 
     if data["mode"] == "leave_one_out":
@@ -351,9 +356,12 @@ def _evaluate_classifier(args, data) -> None:
         model, config = load_classifier(args.classifier)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise SystemExit(str(exc)) from exc
-    out = score_classifier_on(model, config, data["test_all"], data["store"], unreadable=data["test_unreadable"],
-                              clips_per_video=args.clips_per_video, averaging=args.averaging,
-                              batch_size=args.batch_size, device=args.device)
+    try:
+        out = score_classifier_on(model, config, data["test_all"], data["store"], unreadable=data["test_unreadable"],
+                                  clips_per_video=args.clips_per_video, averaging=args.averaging,
+                                  batch_size=args.batch_size, device=args.device)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     print_classifier_scores(out, averaging=args.averaging)
     proto = _protocol(args, data, "video_classification", averaging=args.averaging,
                       extra={"pretrained_checkpoint": args.checkpoint, "init": config.init})
@@ -361,64 +369,6 @@ def _evaluate_classifier(args, data) -> None:
     for key, value in checkpoint_fields(args.classifier).items():  # the numbers are the classifier's
         setattr(proto, key, value)
     write_result(args.out_dir / "video_classification.json", out, proto)
-
-
-def score_classifier_on(model, config, test, store, *, unreadable=(), clips_per_video: int = 10,
-                        averaging: str = "softmax", batch_size: int = 8, device: Any = "cpu") -> dict[str, Any]:
-    """The test protocol of `vsslkit finetune` and `vsslkit evaluate --classifier` (same numbers).
-
-    `clips_per_video` uniformly spaced, centre-cropped clips per test video at the classifier's
-    clip length, stride and input; clip scores averaged per video (`averaging`). No test video is
-    dropped silently: one too short for the stride is scored at the largest stride that fits, one
-    shorter than a stride-1 clip (or unreadable) is listed by name in `unscored_videos`.
-    """
-    from vsslkit.eval.confusion import most_confused_pairs
-    from vsslkit.eval.features import fitting_strides
-    from vsslkit.eval.video_level import evaluate_classifier
-
-    if config.class_names and tuple(config.class_names) != tuple(test.class_names):
-        raise SystemExit(f"{test.root}: test classes {list(test.class_names)[:5]}… differ from the classifier's "
-                         f"{list(config.class_names)[:5]}… (another dataset?)")
-    if config.num_classes != test.num_classes:
-        raise SystemExit(f"{test.root}: {test.num_classes} test classes, the classifier has {config.num_classes}")
-    strides = fitting_strides(test.num_frames, clip_len=config.clip_len, stride=config.stride,
-                              residual=config.residual)
-    unscored = [{"path": str(p), "reason": str(r)} for p, r in unreadable]
-    unscored += [{"path": str(test.paths[i]), "reason": f"{test.num_frames[i]} frames: shorter than one test clip"}
-                 for i, s in enumerate(strides) if s is None]
-    reduced = [{"path": str(test.paths[i]), "frames": int(test.num_frames[i]), "stride": int(s)}
-               for i, s in enumerate(strides) if s is not None and s != config.stride]
-    keep = [i for i, s in enumerate(strides) if s is not None]
-    if not keep:
-        raise SystemExit(f"{test.root}: no test video is long enough for one clip")
-    scored = test.subset(keep)
-    metrics = evaluate_classifier(model, scored.paths, scored.labels, store, num_frames=scored.num_frames,
-                                  clip_len=config.clip_len, stride=[strides[i] for i in keep],
-                                  clips_per_video=clips_per_video, averaging=averaging, crop_size=config.size,
-                                  residual=config.residual, batch_size=batch_size, device=device,
-                                  class_names=list(test.class_names))
-    pairs = most_confused_pairs(metrics["confusion"], list(test.class_names), k=5)
-    metrics["most_confused"] = [{"true": t, "predicted": q, "fraction": v} for t, q, v in pairs]
-    metrics["test_videos"] = len(test) + len(unreadable)
-    metrics["unscored_videos"] = unscored
-    metrics["reduced_stride_videos"] = reduced
-    return metrics
-
-
-def print_classifier_scores(metrics: dict[str, Any], *, averaging: str) -> None:
-    """Clip accuracy, video accuracy, Hit@5, the most confused pairs and every unscored video."""
-    print(f"test: video accuracy {100 * metrics['video_accuracy']:.1f}% ({averaging} averaging over "
-          f"{metrics['num_clips'] // max(1, metrics['num_videos'])} clips), clip accuracy "
-          f"{100 * metrics['clip_accuracy']:.1f}%, Hit@5 {100 * metrics['hit_at_5']:.1f}% "
-          f"({metrics['num_videos']} of {metrics['test_videos']} test videos scored)")
-    if metrics["most_confused"]:
-        print("most confused (true -> predicted, fraction of the true class):")
-        for pair in metrics["most_confused"]:
-            print(f"  {pair['true']} -> {pair['predicted']}: {100 * pair['fraction']:.0f}%")
-    for video in metrics["reduced_stride_videos"]:
-        print(f"  short test video scored at stride {video['stride']}: {video['path']} ({video['frames']} frames)")
-    for video in metrics["unscored_videos"]:
-        print(f"  NOT scored: {video['path']}: {video['reason']}")
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -438,8 +388,8 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
 
     from vsslkit.data.datasets import open_dataset
     from vsslkit.data.store import FrameStore
+    from vsslkit.eval.pretext import localization_summary, predict_pretext_clips, summary_markdown
     from vsslkit.train.pretrain import load_pretext_model
-    from vsslkit.viz.explorers import localization_summary, predict_pretext_clips, summary_markdown
 
     model, config = load_pretext_model(args.checkpoint)
     store = FrameStore(args.store, short_side=args.short_side)

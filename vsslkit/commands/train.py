@@ -8,81 +8,19 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-# Backbone and input settings a checkpoint fixes; None on the command line means "not given".
-BACKBONE_SETTINGS: tuple[str, ...] = ("backbone", "width", "norm", "clip_len", "size", "residual")
+from vsslkit.commands.common import (
+    add_task_arguments,
+    checkpoint_settings,
+    print_classifier_scores,
+    resolve_settings,
+    task_options,
+)
+
 TRAIN_DEFAULTS: dict[str, Any] = {"backbone": "r3d_10", "width": 0.25, "norm": "bn", "clip_len": 16, "size": 64,
                                   "residual": False}
-
-
-def checkpoint_settings(checkpoint: str | Path) -> dict[str, Any]:
-    """Backbone/input settings stored in a vsslkit checkpoint ({} for a foreign one).
-
-    Pretraining checkpoints hold `config["pretrain"]` (a `PretrainConfig`); classifier
-    checkpoints (`classifier.pt`, or a fine-tuning run's `checkpoints/last.pt`) hold a
-    `ClassifierConfig`, which also fixes the clip `stride` of its test protocol.
-    """
-    from vsslkit.models.weights import read_checkpoint
-    from vsslkit.train.pretrain import config_from_checkpoint
-    from vsslkit.train.supervised import ClassifierConfig
-
-    raw = read_checkpoint(checkpoint)
-    config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
-    if config.get("pretrain"):
-        try:
-            pre = config_from_checkpoint(raw)
-        except TypeError as exc:
-            raise ValueError(f"{checkpoint}: unreadable pretraining config ({exc})") from exc
-        return {k: getattr(pre, k) for k in BACKBONE_SETTINGS}
-    if "num_classes" in config:
-        cls = ClassifierConfig.from_json(config, source=checkpoint)
-        return {**{k: getattr(cls, k) for k in BACKBONE_SETTINGS}, "stride": cls.stride}
-    return {}
-
-
-def resolve_settings(
-    args: argparse.Namespace,
-    *,
-    defaults: dict[str, Any],
-    sources: list[tuple[str, dict[str, Any]]],
-    flags: dict[str, str] | None = None,
-) -> list[str]:
-    """Fill `args` from explicit flags, else the checkpoints in `sources`, else `defaults`.
-
-    `sources` are `(checkpoint, checkpoint_settings(...))`; only keys in `defaults` are resolved.
-    `flags` maps a setting to its argparse dest when they differ (e.g. size -> crop_size). A flag
-    that contradicts a checkpoint, or two checkpoints that disagree, raise `SystemExit` naming
-    both. Returns a line per setting taken from a checkpoint (for the log).
-    """
-    flags = flags or {}
-    taken: list[str] = []
-    for key, default in defaults.items():
-        dest = flags.get(key, key)
-        given = getattr(args, dest)
-        found = [(src, settings[key]) for src, settings in sources if key in settings]
-        for (src_a, a), (src_b, b) in pairwise(found):
-            if not _same(a, b):
-                raise SystemExit(f"{src_a} has {key}={a!r} but {src_b} has {key}={b!r}: they do not belong together")
-        if given is not None and found and not _same(given, found[0][1]):
-            option = "--" + dest.replace("_", "-")
-            shown = (option if given else f"--no-{option[2:]}") if isinstance(given, bool) else f"{option} {given}"
-            raise SystemExit(f"{shown} contradicts {found[0][0]} ({key}={found[0][1]!r}); "
-                             f"drop {shown.split()[0]} to use the checkpoint's value")
-        if given is None:
-            value = found[0][1] if found else default
-            setattr(args, dest, value)
-            if found:
-                taken.append(f"{key}={value!r}")
-    return taken
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return abs(float(a) - float(b)) < 1e-9
-    return a == b
 
 
 def _common(p: argparse.ArgumentParser, *, lr: float, batch_size: int) -> None:
@@ -121,26 +59,6 @@ def _common(p: argparse.ArgumentParser, *, lr: float, batch_size: int) -> None:
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs (DDP on CUDA)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-
-
-def add_task_arguments(p: argparse.ArgumentParser) -> None:
-    """--task, --speed-pool, --sampling: the pretext task flags shared by `pretrain` and `pretext-probe`."""
-    p.add_argument("--task", default="speed-change-fine",
-                   help="pace | speed-change-coarse | speed-change-fine | arrow-of-time | none (with --contrastive)")
-    p.add_argument("--speed-pool", type=int, nargs="*", default=None,
-                   help="speeds: the fine task's pool (default 1 2 3) or the pace/coarse speeds (default 1 2 3 4)")
-    p.add_argument("--sampling", choices=("location", "class"), default=None,
-                   help="speed-change-fine: location-primary (default) or class-primary sampling")
-
-
-def task_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The task constructor's keyword arguments from `add_task_arguments`' flags (only those given)."""
-    options: dict[str, Any] = {}
-    if args.speed_pool:
-        options["pool" if args.task == "speed-change-fine" else "speeds"] = tuple(args.speed_pool)
-    if args.sampling:
-        options["primary"] = args.sampling
-    return options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -319,9 +237,9 @@ def _init_label(checkpoint: str) -> str:
 
 def _test_protocol(args: argparse.Namespace, store: Any, *, num_train: int, device: Any) -> None:
     """Score OUT/classifier.pt on the test split exactly as `vsslkit evaluate --classifier` does."""
-    from vsslkit.commands.evaluate import print_classifier_scores, score_classifier_on
     from vsslkit.data.datasets import DatasetError, detect_layout, open_dataset
     from vsslkit.eval.results import Protocol, checkpoint_fields, file_sha256, write_result
+    from vsslkit.eval.video_level import score_classifier_on
     from vsslkit.train.supervised import load_classifier
 
     try:
@@ -332,9 +250,12 @@ def _test_protocol(args: argparse.Namespace, store: Any, *, num_train: int, devi
     test, unreadable = test.with_frame_counts(store, progress=args.progress)
     classifier_path = Path(args.out) / "classifier.pt"
     model, config = load_classifier(classifier_path)
-    metrics = score_classifier_on(model, config, test, store, unreadable=unreadable,
-                                  clips_per_video=args.clips_per_video, averaging=args.averaging,
-                                  batch_size=args.eval_batch_size, device=device)
+    try:
+        metrics = score_classifier_on(model, config, test, store, unreadable=unreadable,
+                                      clips_per_video=args.clips_per_video, averaging=args.averaging,
+                                      batch_size=args.eval_batch_size, device=device)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     print_classifier_scores(metrics, averaging=args.averaging)
     metrics["train_videos"] = num_train
     # the scored weights (not a protocol field: runs that differ only in seed must aggregate)

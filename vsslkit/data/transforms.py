@@ -62,7 +62,7 @@ def random_crop_flip(
     flips = torch.zeros(b, dtype=torch.bool)
     for i in range(b):
         s = float(torch.empty(1).uniform_(*scale, generator=generator))
-        side = max(1, int(round(min(h, w) * s ** 0.5)))
+        side = max(1, round(min(h, w) * s ** 0.5))
         top = int(torch.randint(0, h - side + 1, (1,), generator=generator))
         left = int(torch.randint(0, w - side + 1, (1,), generator=generator))
         mirror = -1.0 if flip and bool(torch.randint(0, 2, (1,), generator=generator)) else 1.0

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from vsslkit.eval.confusion import confusion_counts, normalise_rows
-from vsslkit.eval.features import FrameSource, iter_clip_batches
+from vsslkit.eval.confusion import confusion_counts, most_confused_pairs, normalise_rows
+from vsslkit.eval.features import FrameSource, fitting_strides, iter_clip_batches
 from vsslkit.eval.metrics import Averaging, aggregate_clips, clip_accuracy, per_class_accuracy, top_k_accuracy
 
 
@@ -99,3 +100,43 @@ def evaluate_classifier(
             for p, y, q, s in zip(paths, labels_arr, preds, video_scores)
         ],
     }
+
+
+def score_classifier_on(model, config, test, store, *, unreadable=(), clips_per_video: int = 10,
+                        averaging: str = "softmax", batch_size: int = 8, device: Any = "cpu") -> dict[str, Any]:
+    """The test protocol of `vsslkit finetune` and `vsslkit evaluate --classifier` (same numbers).
+
+    `clips_per_video` uniformly spaced, centre-cropped clips per test video at the classifier's
+    clip length, stride and input; clip scores averaged per video (`averaging`). No test video is
+    dropped silently: one too short for the stride is scored at the largest stride that fits, one
+    shorter than a stride-1 clip (or unreadable) is listed by name in `unscored_videos`.
+    A test set that does not fit the classifier (other classes, no video long enough) raises
+    `ValueError` naming it; the commands print that line.
+    """
+    if config.class_names and tuple(config.class_names) != tuple(test.class_names):
+        raise ValueError(f"{test.root}: test classes {list(test.class_names)[:5]}… differ from the classifier's "
+                         f"{list(config.class_names)[:5]}… (another dataset?)")
+    if config.num_classes != test.num_classes:
+        raise ValueError(f"{test.root}: {test.num_classes} test classes, the classifier has {config.num_classes}")
+    strides = fitting_strides(test.num_frames, clip_len=config.clip_len, stride=config.stride,
+                              residual=config.residual)
+    unscored = [{"path": str(p), "reason": str(r)} for p, r in unreadable]
+    unscored += [{"path": str(test.paths[i]), "reason": f"{test.num_frames[i]} frames: shorter than one test clip"}
+                 for i, s in enumerate(strides) if s is None]
+    reduced = [{"path": str(test.paths[i]), "frames": int(test.num_frames[i]), "stride": int(s)}
+               for i, s in enumerate(strides) if s is not None and s != config.stride]
+    keep = [i for i, s in enumerate(strides) if s is not None]
+    if not keep:
+        raise ValueError(f"{test.root}: no test video is long enough for one clip")
+    scored = test.subset(keep)
+    metrics = evaluate_classifier(model, scored.paths, scored.labels, store, num_frames=scored.num_frames,
+                                  clip_len=config.clip_len, stride=[strides[i] for i in keep],
+                                  clips_per_video=clips_per_video, averaging=averaging, crop_size=config.size,
+                                  residual=config.residual, batch_size=batch_size, device=device,
+                                  class_names=list(test.class_names))
+    pairs = most_confused_pairs(metrics["confusion"], list(test.class_names), k=5)
+    metrics["most_confused"] = [{"true": t, "predicted": q, "fraction": v} for t, q, v in pairs]
+    metrics["test_videos"] = len(test) + len(unreadable)
+    metrics["unscored_videos"] = unscored
+    metrics["reduced_stride_videos"] = reduced
+    return metrics

@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-import torch
 from torch import nn
 from torchvision.models.video import s3d as tv_s3d
 from torchvision.models.video.resnet import (
@@ -40,10 +39,12 @@ from torchvision.models.video.resnet import (
     VideoResNet,
 )
 
+from vsslkit.models.c3d import C3D
 from vsslkit.models.norms import install_temporal_group_norm, trace_norm_frames
+from vsslkit.models.resnet50_inflated import InflatedResNet50
+from vsslkit.models.staged import StagedMixin, scaled
 
 LAYER_NAMES = ("conv1", "pool1", "pool2", "pool3", "pool4", "pool5", "pre_pool")
-DEFAULT_LAYERS = ("pool3", "pool4", "pool5")
 
 # Classroom presets: (base name, depth, width). R3D-10 at width 0.25 is TECH_NOTES' 0.9 M model.
 TINY_PRESETS: dict[str, tuple[str, int | None, float]] = {
@@ -55,56 +56,6 @@ TINY_PRESETS: dict[str, tuple[str, int | None, float]] = {
 }
 BACKBONE_NAMES = ("c3d", "r3d_10", "r3d_18", "mc3_10", "mc3_18", "r2plus1d_10", "r2plus1d_18", "s3d",
                   "r50_inflated", *TINY_PRESETS)
-
-
-def scaled(channels: int, width: float) -> int:
-    """Channel count scaled by the width multiplier (rounded, at least 1)."""
-    return max(1, round(channels * width))
-
-
-class StagedMixin:
-    """`forward` and `features` for a network made of named stages run in order.
-
-    Subclasses set `stage_attrs` (layer name, attribute holding the stage module), `aliases`
-    (layer name -> name of the stage whose output it is) and `feature_dim`.
-    """
-
-    stage_attrs: ClassVar[tuple[tuple[str, str], ...]]
-    aliases: ClassVar[dict[str, str]]
-    feature_dim: int
-
-    def _resolve(self, layer: str) -> str:
-        names = [name for name, _ in self.stage_attrs]
-        target = self.aliases.get(layer, layer)
-        if target == "pre_pool":
-            target = names[-1]
-        if target not in names:
-            raise ValueError(f"unknown layer {layer!r} for {type(self).__name__}; "
-                             f"choose from {sorted(set(names) | set(self.aliases) | {'pre_pool'})}")
-        return target
-
-    def layer_module(self, layer: str) -> nn.Module:
-        """The module whose output is `layer` (e.g. the grad-cam target for "pre_pool")."""
-        return getattr(self, dict(self.stage_attrs)[self._resolve(layer)])
-
-    def features(self, x: torch.Tensor, layers: Sequence[str] = DEFAULT_LAYERS) -> dict[str, torch.Tensor]:
-        """5-D maps `(B, C, T', H', W')` of the requested layers; stops after the deepest one."""
-        if isinstance(layers, str):
-            layers = (layers,)
-        wanted = {layer: self._resolve(layer) for layer in layers}
-        order = [name for name, _ in self.stage_attrs]
-        last = max((order.index(t) for t in wanted.values()), default=-1)
-        maps: dict[str, torch.Tensor] = {}
-        for name, attr in self.stage_attrs[: last + 1]:
-            x = getattr(self, attr)(x)
-            maps[name] = x
-        return {layer: maps[target] for layer, target in wanted.items()}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Global average pool of the last stage: `(B, feature_dim)`."""
-        for _, attr in self.stage_attrs:
-            x = getattr(self, attr)(x)
-        return x.mean(dim=(2, 3, 4))
 
 
 class ScaledStem(nn.Sequential):
@@ -220,10 +171,6 @@ def _video_resnet(kind: str, depth: int, width: float, in_channels: int) -> Vide
 
 
 def _build_bn(name: str, depth: int | None, width: float, in_channels: int) -> nn.Module:
-    # Imported here: c3d.py and resnet50_inflated.py subclass StagedMixin from this module.
-    from vsslkit.models.c3d import C3D
-    from vsslkit.models.resnet50_inflated import InflatedResNet50
-
     if width <= 0:
         raise ValueError(f"width must be > 0, got {width}")
     if name in ("r3d", "mc3", "r2plus1d"):

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from torch import nn
 
-from vsslkit.models.backbones import StagedMixin, scaled
+from vsslkit.models.staged import StagedMixin, scaled
 
 CHANNELS = (64, 128, 256, 256, 512, 512, 512, 512)
 

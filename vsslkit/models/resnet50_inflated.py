@@ -22,7 +22,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from vsslkit.models.backbones import StagedMixin, scaled
+from vsslkit.models.staged import StagedMixin, scaled
 
 
 class Bottleneck3d(nn.Module):

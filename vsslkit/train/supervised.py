@@ -1,7 +1,8 @@
 """Supervised action classification on top of a (pretrained) backbone: fine-tuning and linear probe.
 
 `VideoClassifier` is a linear classifier on the backbone's pooled features with the same
-`training_step` shape as the pretext models, so `fit` trains both. `train_classifier` is the
+`training_step` shape as the pretext models, so `fit` trains both; its clips are drawn by
+`vsslkit.tasks.SupervisedTask` (one random constant-stride clip per video), as any task's are. `train_classifier` is the
 whole downstream recipe behind `vsslkit finetune`: data, loader, optimizer, schedule, fit, and a
 checkpoint + config that the evaluation code (10 clips per test video) loads afterwards.
 """
@@ -14,7 +15,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,7 +22,7 @@ from torch import nn
 from vsslkit.data.clips import BatchPreparer, ClipDataset, EpochSampler, collate
 from vsslkit.models import build_backbone
 from vsslkit.models.weights import read_checkpoint
-from vsslkit.plans import Sample, constant_plan
+from vsslkit.tasks.supervised import SupervisedTask
 from vsslkit.train.checkpoint import save_checkpoint
 from vsslkit.train.distributed import DistInfo
 from vsslkit.train.loop import FitResult, fit, make_optimizer, make_scheduler
@@ -59,7 +59,7 @@ class VideoClassifier(nn.Module):
         return self.classifier(self.dropout(self.backbone(clips)))
 
     def training_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        clips = batch["clips"]["clip"] if isinstance(batch["clips"], dict) else batch["clips"]
+        clips = batch["clips"][0] if isinstance(batch["clips"], (list, tuple)) else batch["clips"]
         target = batch["labels"]["class"]
         if (target < 0).any():
             raise ValueError("supervised training needs a class label for every video (got -1)")
@@ -128,16 +128,6 @@ def load_classifier(path: str | Path) -> tuple[VideoClassifier, ClassifierConfig
     return model.eval(), config
 
 
-def supervised_sampler(clip_len: int, stride: int, residual: bool):
-    """`sample_fn` for ClipDataset: one random constant-stride clip (K+1 frames with residuals)."""
-    frames = clip_len + int(residual)
-
-    def sample(num_frames: int, rng: np.random.Generator, *, epoch: int = 0, context: Any = None) -> Sample:
-        return Sample({"clip": constant_plan(num_frames, frames, stride, rng)})
-
-    return sample
-
-
 def train_classifier(
     *,
     backbone: nn.Module,
@@ -172,9 +162,10 @@ def train_classifier(
     plain_config = json.loads(json.dumps(asdict(config)))  # JSON types, identical in .pt and .json
     model = VideoClassifier(backbone, config.num_classes, dropout=config.dropout,
                             freeze_backbone=config.freeze_backbone)
-    sample_fn = supervised_sampler(config.clip_len, config.stride, config.residual)
-    min_frames = (config.clip_len + int(config.residual) - 1) * config.stride + 1
-    dataset = ClipDataset(paths, labels, num_frames, source, sample_fn, seed=seed, min_frames=min_frames)
+    task = SupervisedTask(num_classes=config.num_classes, clip_len=config.clip_len, stride=config.stride,
+                          extra_frames=int(config.residual))
+    min_frames = task.min_frames
+    dataset = ClipDataset(paths, labels, num_frames, source, task.sample, seed=seed, min_frames=min_frames)
     if dataset.skipped and info.is_main:
         print(f"skipped {len(dataset.skipped)} videos shorter than {min_frames} frames:")
         for path, reason in dataset.skipped:

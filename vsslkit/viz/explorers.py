@@ -1,8 +1,9 @@
 """Explorer apps for the training notebooks (02-06), each a thin ipywidgets layout over pure functions.
 
 The pattern of `widgets.clip_builder`: every callback is a plain function of plain values
-(`misclassified`, `neighbour_gallery`, `predict_pretext_clips`, `localization_summary`, …) that
-the tests call directly, so what a notebook shows is checked without a browser.
+(`misclassified`, `neighbour_gallery`, `localization_timeline`, …) that the tests call directly,
+so what a notebook shows is checked without a browser. The held-out pretext clips these apps
+browse come from `vsslkit.eval.pretext` (`predict_pretext_clips`, `localization_summary`).
 
 - live training curves: `LiveCurves` is an `on_log` callback for `pretrain(...)` that redraws.
 - pretext accuracy vs chance: `pretext_vs_chance` / `chance_markdown`.
@@ -22,12 +23,9 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
 
-from vsslkit.data.transforms import center_crop, residual_frames, to_float_clips
-from vsslkit.eval.confusion import confusion_counts
+from vsslkit.eval.pretext import PretextClip, base_task, label_names
 from vsslkit.eval.retrieval import RetrievalResult
-from vsslkit.tasks import primary_task
 from vsslkit.viz import plots
 from vsslkit.viz.widgets import FrameSource
 
@@ -104,13 +102,9 @@ class LiveCurves:
 # --- pretext accuracy vs chance ---------------------------------------------------------------
 
 
-def _base_task(task: Any) -> Any:
-    return primary_task(task)
-
-
 def sampler_shares(task: Any, *, draws: int = 4000, seed: int = 0) -> dict[str, np.ndarray]:
     """Label shares per head under the task's own sampler (the majority-class baseline needs them)."""
-    task = _base_task(task)
+    task = base_task(task)
     rng = np.random.default_rng(seed)
     counts = {head: np.zeros(n) for head, n in task.heads.items()}
     for _ in range(draws):
@@ -133,7 +127,7 @@ def pretext_vs_chance(history: Sequence[Mapping[str, float]], task: Any, *, last
         raise ValueError("the training history has no logged loss rows")
     shares = sampler_shares(task)
     out = []
-    for head, n in _base_task(task).heads.items():
+    for head, n in base_task(task).heads.items():
         values = [r[f"{head}_acc"] for r in rows[-last:] if f"{head}_acc" in r]
         if not values:
             raise KeyError(f"no '{head}_acc' in the training history; logged keys: {sorted(rows[-1])}")
@@ -355,132 +349,9 @@ def retrieval_explorer(results: Mapping[str, RetrievalResult], *, queries: Any, 
 # --- localization (ch. 4) ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PretextClip:
-    """One held-out clip drawn by the task: what the sampler chose and what the model answered."""
-
-    video: int
-    path: str
-    num_frames: int
-    plan: Any  # vsslkit.plans.Plan
-    labels: dict[str, int]  # ground truth per head
-    predicted: dict[str, int]
-    confidence: dict[str, float]  # softmax probability of the predicted label
-
-
-def label_names(task: Any, head: str) -> list[str]:
-    """Readable names of a head's labels: "m=5" / "constant" for loc, "(r1, r2)" or "p=2" for speed."""
-    task = _base_task(task)
-    if head not in task.heads:
-        raise KeyError(f"task {task.name} has no head {head!r}; heads: {sorted(task.heads)}")
-    n = task.heads[head]
-    if head == "loc":
-        return [f"m={m}" for m in task.locations] + ["constant"]
-    if hasattr(task, "pool"):
-        k = len(task.pool)
-        return [f"({task.pool[i // k]},{task.pool[i % k]})" for i in range(n)]
-    out = []
-    for label in range(n):
-        params = task.params_of({head: label})
-        out.append(" ".join(f"{key}={value}" for key, value in params.items()))
-    return out
-
-
-def _clip_tensor(frames: np.ndarray, crop_size: int, residual: bool) -> torch.Tensor:
-    x = to_float_clips(center_crop(torch.from_numpy(np.ascontiguousarray(frames))[None], crop_size))
-    return residual_frames(x) if residual else x
-
-
-def predict_pretext_clips(model: torch.nn.Module, source: FrameSource, paths: Sequence[str | Path],
-                          num_frames: Sequence[int], *, crop_size: int, clips_per_video: int = 4, seed: int = 0,
-                          batch_size: int = 16) -> list[PretextClip]:
-    """Draw `clips_per_video` clips per video with the model's own task sampler (seeded), run the
-    pretext model on their centre crops and return truth + prediction per clip.
-
-    `model` is a `PretextModel` (its `.task` decides plans and residual input). Videos shorter
-    than the task's `min_frames` are skipped, as in training. Use held-out (test-split) videos.
-    """
-    task = _base_task(model.task)
-    residual = task.extra_frames == 1
-    rng = np.random.default_rng(seed)
-    drawn = []
-    for vi, (path, n) in enumerate(zip(paths, num_frames)):
-        if int(n) < task.min_frames:
-            continue
-        for _ in range(clips_per_video):
-            sample = task.sample(int(n), rng)
-            drawn.append((vi, str(path), int(n), sample.plan, dict(sample.labels)))
-    if not drawn:
-        raise ValueError(f"no video has the {task.min_frames} frames task {task.name} needs")
-    out: list[PretextClip] = []
-    device = next(model.parameters()).device  # clips go where the model is (CPU or CUDA)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for b in range(0, len(drawn), batch_size):
-                chunk = drawn[b : b + batch_size]
-                x = torch.cat([_clip_tensor(np.asarray(source.read(p, plan.indices)), crop_size, residual)
-                               for _, p, _, plan, _ in chunk])
-                outputs = model.predict(x.to(device))
-                probs = {head: torch.softmax(outputs[head].double(), dim=1).cpu().numpy() for head in task.heads}
-                for i, (vi, p, n, plan, labels) in enumerate(chunk):
-                    pred = {head: int(probs[head][i].argmax()) for head in task.heads}
-                    conf = {head: float(probs[head][i].max()) for head in task.heads}
-                    out.append(PretextClip(vi, p, n, plan, labels, pred, conf))
-    finally:
-        model.train(was_training)
-    return out
-
-
-@dataclass(frozen=True)
-class HeadSummary:
-    head: str
-    names: list[str]
-    counts: np.ndarray  # confusion counts [true, predicted]
-    accuracy: float
-    majority: float  # share of the most frequent true label among these clips
-    chance: float
-
-
-def localization_summary(clips: Sequence[PretextClip], task: Any) -> dict[str, HeadSummary]:
-    """Per head: confusion counts, accuracy, majority-class share and chance on the given clips."""
-    if not clips:
-        raise ValueError("no clips to summarise")
-    task = _base_task(task)
-    out = {}
-    for head, n in task.heads.items():
-        truth = np.array([c.labels[head] for c in clips])
-        pred = np.array([c.predicted[head] for c in clips])
-        counts = confusion_counts(truth, pred, n)
-        out[head] = HeadSummary(head, label_names(task, head), counts, float(np.mean(truth == pred)),
-                                float(np.bincount(truth, minlength=n).max() / len(truth)), 1.0 / n)
-    return out
-
-
-def summary_markdown(summary: Mapping[str, HeadSummary]) -> str:
-    """Accuracy vs majority/chance per head, markdown (percent)."""
-    lines = ["| head | classes | accuracy | majority label | chance |", "|---|---|---|---|---|"]
-    lines += [f"| {s.head} | {len(s.names)} | {100 * s.accuracy:.1f} % | {100 * s.majority:.1f} % | {100 * s.chance:.1f} % |"
-              for s in summary.values()]
-    return "\n".join(lines)
-
-
-def change_error(clips: Sequence[PretextClip], task: Any) -> dict[str, float]:
-    """On clips with a true change: how often "no change" is predicted, and the mean |m̂ − m| in clip
-    frames when a change is predicted (how far off the location head is)."""
-    task = _base_task(task)
-    changing = [c for c in clips if c.labels["loc"] != task.dummy_loc]
-    located = [c for c in changing if c.predicted["loc"] != task.dummy_loc]
-    offsets = [abs(task.locations[c.predicted["loc"]] - task.locations[c.labels["loc"]]) for c in located]
-    return {"changing_clips": len(changing),
-            "missed_change": (len(changing) - len(located)) / len(changing) if changing else float("nan"),
-            "mean_offset": float(np.mean(offsets)) if offsets else float("nan")}
-
-
 def describe_clip(clip: PretextClip, task: Any) -> str:
     """"true (r1, r2) = (1, 3), change at m = 4 · predicted (1, 3), m = 3" for one clip."""
-    task = _base_task(task)
+    task = base_task(task)
     speed_names, loc_names = label_names(task, "speed"), label_names(task, "loc")
     truth = f"true {speed_names[clip.labels['speed']]}, {loc_names[clip.labels['loc']]}"
     pred = (f"predicted {speed_names[clip.predicted['speed']]} (p {clip.confidence['speed']:.2f}), "
@@ -491,7 +362,7 @@ def describe_clip(clip: PretextClip, task: Any) -> str:
 def localization_timeline(clip: PretextClip, task: Any, *, title: str | None = None) -> go.Figure:
     """The clip's plan on the video timeline, the true change (dashed, from the plan) and the
     predicted change (dotted black line; none when the head says "constant")."""
-    task = _base_task(task)
+    task = base_task(task)
     fig = plots.plan_timeline([clip.plan], num_frames=clip.num_frames, names=["clip"],
                               title=title if title is not None else describe_clip(clip, task))
     loc = clip.predicted["loc"]
@@ -515,7 +386,7 @@ def localization_view(clips: Sequence[PretextClip], task: Any, frames: FrameSour
     if not clips:
         raise ValueError("no clips to show")
     show = _display(display)
-    task = _base_task(task)
+    task = base_task(task)
     slider = w.IntSlider(value=0, min=0, max=len(clips) - 1, description="clip")
     text = w.HTML()
     timeline = w.Output()

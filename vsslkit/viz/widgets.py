@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from vsslkit.plans import Plan, VideoTooShortError
-from vsslkit.tasks import make_task
+from vsslkit.tasks import label_name, make_task
 from vsslkit.viz import plots
 
 CLIP_TASKS = ("pace", "speed-change-coarse", "speed-change-fine")
@@ -100,15 +100,7 @@ def label_frequencies(task: Any, *, draws: int = 7000, seed: int = 0, num_frames
 
 
 def _describe_label(task: Any, head: str, label: int) -> str:
-    if head == "loc" and hasattr(task, "locations"):
-        return "constant (dummy)" if label == task.dummy_loc else f"change at m = {task.locations[label]}"
-    if head == "speed" and hasattr(task, "pool") and hasattr(task, "locations"):
-        n = len(task.pool)
-        return f"(r1, r2) = ({task.pool[label // n]}, {task.pool[label % n]})"
-    try:
-        return ", ".join(f"{k}={v}" for k, v in task.params_of({head: label}).items())
-    except (KeyError, ValueError, TypeError):
-        return ""
+    return label_name(task, head, label)
 
 
 def frequency_markdown(table: dict[str, list[dict]]) -> str:
