@@ -200,12 +200,12 @@ def test_load_classifier_and_backbone_weights_from_every_checkpoint_kind(runs):
     # classifier checkpoint → backbone: every backbone tensor, the linear layer ignored
     net = build_backbone("r3d_10", width=0.125)
     report = load_backbone_weights(net, runs["random"] / "classifier.pt")
-    assert report.missing == [] and report.unexpected == ["classifier.bias", "classifier.weight"]
+    assert report.missing == [] and report.unexpected == ["head.fc.bias", "head.fc.weight"]
     torch.testing.assert_close(net.state_dict(), {k[len("backbone."):]: v for k, v in model.state_dict().items()
                                                   if k.startswith("backbone.")})
     # pretraining checkpoint → backbone: the pace head is ignored, nothing missing
     report = load_backbone_weights(build_backbone("r3d_10", width=0.125), runs["pretrained"])
-    assert report.missing == [] and report.unexpected and all(k.startswith("heads.") for k in report.unexpected)
+    assert report.missing == [] and report.unexpected and all(k.startswith("head.") for k in report.unexpected)
     with pytest.raises(ValueError, match="last.pt: weights do not fit this backbone"):
         load_backbone_weights(build_backbone("r3d_10", width=0.25), runs["pretrained"])
 

@@ -84,7 +84,7 @@ def test_fit_learns_a_fixed_batch(tmp_path):
     x = torch.randn(4, 3, 2, 6, 6)
     y = torch.tensor([0, 1, 0, 1])
     x[y == 1] += 1.0
-    batches = [{"clips": [x], "labels": {"speed": y}}] * 30
+    batches = [{"clips": {"clip": x}, "labels": {"speed": y}}] * 30
     loader = torch.utils.data.DataLoader(batches, batch_size=None)
     result = fit(model, loader, optimizer=make_optimizer("adamw", model.parameters(), lr=0.05), epochs=1,
                  out_dir=tmp_path, log_every=1, checkpoint_every=None, progress=False)
@@ -160,18 +160,18 @@ def test_video_classifier_probe_and_finetune(tmp_path):
     from vsslkit.train.supervised import VideoClassifier
 
     x = torch.randn(4, 3, 2, 5, 5) * 3 + 1
-    batch = {"clips": [x], "labels": {"class": torch.tensor([0, 1, 2, 0])}}
+    batch = {"clips": {"clip": x}, "labels": {"class": torch.tensor([0, 1, 2, 0])}}
     probe = VideoClassifier(StubBackbone(), 3, freeze_backbone=True).train()
     loss, metrics = probe.training_step(batch)
     loss.backward()
     assert not probe.backbone.training and probe.backbone.bn.running_mean.abs().max() == 0
-    assert probe.backbone.bn.weight.grad is None and probe.classifier.weight.grad is not None
+    assert probe.backbone.bn.weight.grad is None and probe.head.fc.weight.grad is not None
     assert 0.0 <= metrics["acc"] <= 1.0
     tuned = VideoClassifier(StubBackbone(), 3).train()
     tuned.training_step(batch)
     assert tuned.backbone.training and tuned.backbone.bn.running_mean.abs().max() > 0
     with pytest.raises(ValueError, match="class label"):
-        tuned.training_step({"clips": [x], "labels": {"class": torch.tensor([0, -1, 2, 0])}})
+        tuned.training_step({"clips": {"clip": x}, "labels": {"class": torch.tensor([0, -1, 2, 0])}})
 
     pre = StubBackbone()
     pre.bn.weight.data.fill_(2.0)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vsslkit.train.pretrain import PretrainConfig, build_task, pretrain
+from vsslkit.train.pretrain import MoCoConfig, PretrainConfig, build_task, pretrain
 
 torch.set_num_threads(1)
 
@@ -24,8 +24,8 @@ CASES = [
     ("pace", {"task": "pace"}),
     ("speed-change-coarse", {"task": "speed-change-coarse"}),
     ("speed-change-fine", {"task": "speed-change-fine"}),
-    ("fine+contrastive", {"task": "speed-change-fine", "contrastive": True, "queue_size": 16}),
-    ("none+contrastive", {"task": "none", "contrastive": True, "queue_size": 16}),
+    ("fine+contrastive", {"task": "speed-change-fine", "moco": MoCoConfig(queue_size=16)}),
+    ("none+contrastive", {"task": "none", "moco": MoCoConfig(queue_size=16)}),
     ("coarse+same-batch", {"task": "speed-change-coarse", "same_batch": True}),
     ("pace-fast", {"task": "pace", "task_options": {"speeds": (1, 5, 10)}}),
 ]

@@ -183,7 +183,7 @@ def pretext_clips():
 
 def test_predict_pretext_clips_truth_matches_the_plans(pretext_clips):
     model, _, clips = pretext_clips
-    task = model.task.task
+    task = model.task.primary
     assert len(clips) == 6 and {c.video for c in clips} == {0, 2}  # the 10-frame video is too short
     for clip in clips:
         assert len(clip.plan) == 9  # K + 1 frames for 8 residual differences

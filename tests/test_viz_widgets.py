@@ -51,11 +51,11 @@ def test_build_clip_clamps_start_and_reports_errors():
 def test_label_frequencies_location_primary_gives_one_seventh_constant():
     table = widgets.label_frequencies(make_task("speed-change-fine", clip_len=16), draws=7000, seed=0)
     loc = table["loc"]
-    assert len(loc) == 7 and loc[6]["meaning"] == "constant (dummy)"
+    assert len(loc) == 7 and loc[6]["meaning"] == "constant" and loc[0]["meaning"] == "m=5"
     assert abs(loc[6]["share"] - 1 / 7) < 0.015
     assert sum(r["count"] for r in table["speed"]) == 7000
     md = widgets.frequency_markdown(table)
-    assert "| 6 | constant (dummy) |" in md and "(r1, r2) = (3, 3)" in md
+    assert "| 6 | constant |" in md and "(r1, r2) = (3, 3)" in md
 
 
 def test_clip_builder_widget_callback_redraws_on_change():

@@ -21,6 +21,7 @@ from torch import nn
 
 from vsslkit.data.clips import BatchPreparer, ClipDataset, EpochSampler, collate
 from vsslkit.models import build_backbone
+from vsslkit.models.heads import LinearHead
 from vsslkit.models.weights import read_checkpoint
 from vsslkit.tasks.supervised import SupervisedTask
 from vsslkit.train.checkpoint import save_checkpoint
@@ -42,8 +43,7 @@ class VideoClassifier(nn.Module):
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.backbone = backbone
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(int(backbone.feature_dim), num_classes)
+        self.head = LinearHead(int(backbone.feature_dim), num_classes, dropout)
         self.freeze_backbone = freeze_backbone
         if freeze_backbone:
             for p in backbone.parameters():
@@ -56,10 +56,10 @@ class VideoClassifier(nn.Module):
         return self
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(self.backbone(clips)))
+        return self.head(self.backbone(clips))
 
     def training_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        clips = batch["clips"][0] if isinstance(batch["clips"], (list, tuple)) else batch["clips"]
+        clips = batch["clips"]["clip"] if isinstance(batch["clips"], dict) else batch["clips"]
         target = batch["labels"]["class"]
         if (target < 0).any():
             raise ValueError("supervised training needs a class label for every video (got -1)")
@@ -121,6 +121,9 @@ def load_classifier(path: str | Path) -> tuple[VideoClassifier, ClassifierConfig
     model = VideoClassifier(backbone, config.num_classes, dropout=config.dropout,
                             freeze_backbone=config.freeze_backbone)
     state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in raw["model"].items()}
+    # classifiers written before the heads moved to models.heads named the layer "classifier"
+    state = {("head.fc." + k.removeprefix("classifier.") if k.startswith("classifier.") else k): v
+             for k, v in state.items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
