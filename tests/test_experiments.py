@@ -100,6 +100,7 @@ def test_verdict_says_beats_only_when_every_seed_agrees():
     mixed, tone = verdict([-1.0, 1.6, 0.0], "video accuracy")
     assert mixed.startswith("No clear difference on video accuracy: +0.2") and "better on 1 of 3 seeds" in mixed
     assert tone == "mixed"
+    assert verdict([0.0], "R@1")[1] == "mixed"  # a tie is not "worse"
     one = "Pretraining beats random initialisation on R@1: +2.5 points (paired, better on 1 of 1 seed)."
     assert verdict([2.5], "R@1") == (one, "better")
 

@@ -21,10 +21,16 @@ VOID = {"meta", "br", "img", "input", "hr", "link", "col", "source", "wbr"}
 
 class Node:
     def __init__(self, tag: str, attrs: dict[str, str | None], parent: Node | None):
-        self.tag, self.attrs, self.parent, self.children, self.text = tag, attrs, parent, [], []
+        self.tag, self.attrs, self.parent, self.content = tag, attrs, parent, []  # text and nodes, in order
+
+    @property
+    def children(self) -> list[Node]:
+        return [c for c in self.content if isinstance(c, Node)]
 
     def all_text(self) -> str:
-        return "".join(self.text) + "".join(c.all_text() for c in self.children if c.tag not in ("script", "style"))
+        if self.tag in ("script", "style"):
+            return ""
+        return "".join(c if isinstance(c, str) else c.all_text() for c in self.content)
 
     def find_all(self, tag: str) -> list[Node]:
         found = [c for c in self.children if c.tag == tag]
@@ -42,7 +48,7 @@ class Tree(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         node = Node(tag, dict(attrs), self.node)
-        self.node.children.append(node)
+        self.node.content.append(node)
         if tag not in VOID:
             self.node = node
 
@@ -54,7 +60,7 @@ class Tree(HTMLParser):
             self.node = node.parent
 
     def handle_data(self, data):
-        self.node.text.append(data)
+        self.node.content.append(data)
 
 
 def results_slice(seeds: int) -> dict:
@@ -132,7 +138,7 @@ def test_one_seed_report_and_pretext_curves(tmp_path):
     assert all(s.endswith("of 1 seed).") for s in sentences)
     headings = [h.all_text() for h in body.find_all("h2")]
     assert "pretext training" in headings and "holds no pretext" not in body.all_text()
-    assert "One seed (0)" in body.children[2].all_text() and "Total time 3.9 min on cpu." in markdown
+    assert "One seed (0; --seeds 3 gives mean ± std)" in body.children[2].all_text() and "Total time 3.9 min on cpu." in markdown
     paired = page.figures[0].figure
     assert {t.mode for t in paired.data} == {"markers"}  # plain points: one seed has no spread
     pretext = next(f.figure for f in page.figures if f.heading == "pretext training")

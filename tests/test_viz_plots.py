@@ -33,6 +33,7 @@ def test_curves_confusion_recall_bars_slider(tmp_path):
     assert rows == [{"step": 1.0, "loss": 2.0}, {"step": 2.0, "loss": 1.5, "acc": 0.5}]
     fig = plots.training_curves({"run": rows}, metrics=("loss", "acc"))
     assert [len(t.x) for t in fig.data] == [2, 1]
+    assert [t.mode for t in fig.data] == ["lines", "markers"]  # a single logged value is still drawn
     cm = np.array([[1.0, 0.0], [0.25, 0.75]])
     heat = plots.confusion_figure(cm, ["a", "b"])
     assert np.allclose(np.array(heat.data[0].z), cm)

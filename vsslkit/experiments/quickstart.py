@@ -236,7 +236,7 @@ def _setup_note(results: dict[str, Any]) -> str:
     accs = ", ".join(f"{k} {fmt([r['pretext'][k] for r in pretrained], 3)}" for k in pretext if k.endswith("acc"))
     pre = p.get("pretrain", {})
     how = (f"Mean ± std over {len(seeds)} paired seeds ({', '.join(map(str, seeds))})" if len(seeds) > 1
-           else f"One seed ({seeds[0]}); `--seeds 3` gives mean ± std")
+           else f"One seed ({seeds[0]}; `--seeds 3` gives mean ± std)")
     text = (f"{how}, on the test split of the built-in synthetic motion set (split {p.get('split', '?')}): "
             f"{p.get('train_videos', '?')} training videos (pretraining uses them **without labels**), "
             f"{p.get('test_videos', '?')} test videos, {p.get('classes', '?')} classes")

@@ -47,7 +47,8 @@ def verdict(diffs: Sequence[float], what: str) -> tuple[str, str]:
     """The headline sentence for one measure from its per-seed paired differences, and its tone.
 
     "beats" only when pretraining is better on every paired seed; a mixed record is called so.
-    Returns (sentence, "better" | "worse" | "mixed").
+    Returns (sentence, tone): "better" (every seed better), "worse" (no seed better and the mean
+    difference negative) or "mixed" (the rest, ties included).
     """
     m, s = mean_std(diffs)
     wins, n = sum(d > 0 for d in diffs), len(diffs)
@@ -58,6 +59,6 @@ def verdict(diffs: Sequence[float], what: str) -> tuple[str, str]:
                 f"(paired, better on {n} of {n} {seeds})."), "better"
     if wins == 0:
         return (f"Pretraining does not beat random initialisation on {what}: {m:+.1f}{spread} points "
-                f"(paired, better on 0 of {n} {seeds})."), "worse"
+                f"(paired, better on 0 of {n} {seeds})."), "worse" if m < 0 else "mixed"
     return (f"No clear difference on {what}: {m:+.1f}{spread} points (paired, pretraining better on {wins} of "
             f"{n} {seeds})."), "mixed"

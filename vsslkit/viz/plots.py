@@ -116,7 +116,7 @@ def training_curves(
             xs, ys = zip(*points)
             panel = panels.index(metric_panel(metric))
             dash = ("solid", "dot", "dash", "dashdot")[m % 4]
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{run} · {metric}",
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines" if len(xs) > 1 else "markers", name=f"{run} · {metric}",
                                      line={"color": PALETTE[r % len(PALETTE)], "dash": dash}),
                           row=panel + 1, col=1)
     for i, panel in enumerate(panels):
