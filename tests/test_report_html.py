@@ -157,6 +157,7 @@ def test_config_table_flattens_nested_settings():
     (None, "no such results file"),
     ("{not json", "not a readable JSON file"),
     ('{"protocol": {}, "results": {}}', "not a quickstart results file"),
+    ('{"protocol": [], "runs": {"a": [{}], "b": [{}]}}', "not a quickstart results file"),
     ('{"protocol": {}, "runs": {"a": [{}], "b": []}}', "different or no seeds"),
     ('{"protocol": {}, "runs": {"a": [{"finetune": {}}], "b": [{}]}}', "run 'a' #0 lacks linear_probe"),
 ])
@@ -168,3 +169,13 @@ def test_report_from_a_bad_file_is_one_line_and_exit_2(tmp_path, capsys, content
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(path) in err and problem in err
     assert not (tmp_path / "out" / "report.html").exists()
+
+
+def test_report_into_an_unwritable_place_is_one_line_and_exit_2(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results_slice(1)))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["quickstart", "--report-from", str(path), "--out", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(blocker / "out") in err and "cannot write the report" in err

@@ -38,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        qs.write_report(results, args.out)
+        try:
+            qs.write_report(results, args.out)
+        except OSError as exc:
+            print(f"error: {args.out}: cannot write the report ({exc.strerror or exc})", file=sys.stderr)
+            return 2
         print(f"report: {args.out / 'report.md'} and {args.out / 'report.html'} (from {args.report_from})")
         return 0
     pre, down, steps = (qs.FULL_PRETRAIN, qs.FULL_DOWNSTREAM, qs.FULL_PRETRAIN_STEPS) if args.full else (

@@ -147,7 +147,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
     runs = results.get("runs") if isinstance(results, dict) else None
-    if not isinstance(runs, dict) or len(runs) != 2 or "protocol" not in results:
+    if not isinstance(runs, dict) or len(runs) != 2 or not isinstance(results.get("protocol"), dict):
         raise ValueError(f"{path}: not a quickstart results file (needs 'protocol' and two initialisations in 'runs')")
     counts = {len(r) for r in runs.values()} if all(isinstance(r, list) for r in runs.values()) else {0}
     if len(counts) != 1 or 0 in counts:
