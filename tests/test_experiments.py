@@ -8,7 +8,7 @@ import torch
 from vsslkit.data.synthetic import make_synthetic
 from vsslkit.experiments import ablation as ab
 from vsslkit.experiments import quickstart as qs
-from vsslkit.experiments.report import fmt, paired_differences
+from vsslkit.experiments.report import fmt, paired_differences, verdict
 
 pytestmark = pytest.mark.slow
 
@@ -93,10 +93,16 @@ def test_ablation_variants_differ_only_in_what_the_tables_vary():
 
 
 def test_verdict_says_beats_only_when_every_seed_agrees():
-    assert qs._verdict([1.0, 2.0, 3.0], "R@1").startswith("Pretraining beats random initialisation on R@1: +2.0 ± 1.0")
-    assert qs._verdict([-1.0, 0.0], "R@1").startswith("Pretraining does not beat random initialisation on R@1: -0.5")
-    mixed = qs._verdict([-1.0, 1.6, 0.0], "video accuracy")
+    text, tone = verdict([1.0, 2.0, 3.0], "R@1")
+    assert text.startswith("Pretraining beats random initialisation on R@1: +2.0 ± 1.0") and tone == "better"
+    text, tone = verdict([-1.0, 0.0], "R@1")
+    assert text.startswith("Pretraining does not beat random initialisation on R@1: -0.5") and tone == "worse"
+    mixed, tone = verdict([-1.0, 1.6, 0.0], "video accuracy")
     assert mixed.startswith("No clear difference on video accuracy: +0.2") and "better on 1 of 3 seeds" in mixed
+    assert tone == "mixed"
+    assert verdict([0.0], "R@1")[1] == "mixed"  # a tie is not "worse"
+    one = "Pretraining beats random initialisation on R@1: +2.5 points (paired, better on 1 of 1 seed)."
+    assert verdict([2.5], "R@1") == (one, "better")
 
 
 def test_ordering_agreement_counts_pairs_ordered_as_the_thesis():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,12 +24,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--label-fraction", type=float, default=None)
     p.add_argument("--videos-per-class", type=int, default=43)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--report-from", type=Path, default=None, metavar="RESULTS_JSON",
+                   help="do not run: re-render OUT/report.md and OUT/report.html from a quickstart results.json")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from vsslkit.experiments import quickstart as qs
 
+    if args.report_from is not None:
+        try:
+            results = qs.load_results(args.report_from)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            qs.write_report(results, args.out)
+        except OSError as exc:
+            print(f"error: {args.out}: cannot write the report ({exc.strerror or exc})", file=sys.stderr)
+            return 2
+        print(f"report: {args.out / 'report.md'} and {args.out / 'report.html'} (from {args.report_from})")
+        return 0
     pre, down, steps = (qs.FULL_PRETRAIN, qs.FULL_DOWNSTREAM, qs.FULL_PRETRAIN_STEPS) if args.full else (
         qs.CPU_PRETRAIN, qs.CPU_DOWNSTREAM, qs.CPU_PRETRAIN_STEPS)
     if args.finetune_steps is not None:

@@ -17,19 +17,27 @@ from typing import Any
 
 import torch
 
-from vsslkit.experiments.paired import Data, DownstreamConfig, downstream, ensure_synthetic, load_data
+from vsslkit.experiments.paired import DownstreamConfig, downstream, ensure_synthetic, load_data
 from vsslkit.experiments.report import (
     comparison_rows,
     fmt,
     markdown_table,
     mean_std,
     paired_differences,
-    write_html,
+    verdict,
 )
 from vsslkit.models import build_backbone
 from vsslkit.train.distributed import resolve_device
 from vsslkit.train.pretrain import MoCoConfig, PretrainConfig, pretrain
 from vsslkit.viz import plots
+from vsslkit.viz.report_html import (
+    PageFigure,
+    ReportPage,
+    Verdict,
+    config_table,
+    write_report_html,
+    write_text_atomic,
+)
 
 # The CPU classroom recipe: slim R3D-10 (0.9 M parameters), 8 residual frames, 56 px crops.
 CPU_PRETRAIN = PretrainConfig(task="speed-change-fine", moco=MoCoConfig(weight=0.5, queue_size=512, momentum=0.99),
@@ -95,8 +103,14 @@ def run_quickstart(plan: QuickstartPlan) -> dict[str, Any]:
             result["pretext"] = _last_pretext(fit_result.history) if ckpt else {}
             runs[name].append(result)
     minutes = (time.perf_counter() - t0) / 60
-    summary = _write_report(plan, data, runs, pretext_curves, minutes)
-    print(summary)
+    protocol = {"pretrain": plan.pretrain.to_json(), "pretrain_steps": plan.pretrain_steps,
+                "downstream": asdict(plan.downstream), "seeds": list(plan.seeds), "dataset": str(plan.data_root),
+                "split": data.split, "train_videos": len(data.train), "test_videos": len(data.test),
+                "classes": data.train.num_classes, **plan.extra}
+    results = {"protocol": protocol, "runs": runs, "pretext_curves": pretext_curves, "minutes": minutes,
+               "device": device.type}
+    write_text_atomic(out / "results.json", json.dumps(results, indent=1, default=float))
+    print(write_report(results, out))
     return {"runs": runs, "minutes": minutes}
 
 
@@ -105,74 +119,135 @@ def _last_pretext(history: list[dict]) -> dict[str, float]:
     return {k: v for k, v in rows[-1].items() if k.endswith(("acc", "loss"))} if rows else {}
 
 
-def _write_report(plan: QuickstartPlan, data: Data, runs: dict[str, list[dict]], pretext_curves: dict[str, list[dict]],
-                  minutes: float) -> str:
-    out = Path(plan.out_dir)
+# (section, key, what the verdict calls it, the figure panel's name); the verdicts follow this order.
+VERDICT_MEASURES = (("finetune", "video_accuracy", "fine-tuned video accuracy", "fine-tuned video acc."),
+                    ("linear_probe", "video_accuracy", "linear-probe video accuracy", "linear probe acc."),
+                    ("retrieval", "R@1", "R@1", "retrieval R@1"))
+
+PROTOCOL_TEXT = (
+    "Every seed pairs both initialisations: the same labelled subset, the same fine-tuning budget and crops, the "
+    "same test clips. Fine-tuned video accuracy = the whole network fine-tuned on the labelled fraction, softmax "
+    "averaged over 10 uniformly spaced centre-cropped clips per test video; linear probe = a linear SVM on the "
+    "frozen, L2-normalised pool5 video features of the same labelled videos; retrieval = pool5 features (global "
+    "average pooling, mean of 10 clips), standardised with training-set statistics, cosine similarity, test "
+    "videos query the training videos; no test video is dropped.")
+
+
+# What the report reads from every run of a results file.
+REPORT_KEYS = ("finetune", "linear_probe", "retrieval", "curve", "confusion", "class_names")
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """A quickstart `results.json`; a file that is not one raises ValueError naming the file and the problem."""
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such results file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
+    runs = results.get("runs") if isinstance(results, dict) else None
+    if not isinstance(runs, dict) or len(runs) != 2 or not isinstance(results.get("protocol"), dict):
+        raise ValueError(f"{path}: not a quickstart results file (needs 'protocol' and two initialisations in 'runs')")
+    counts = {len(r) for r in runs.values()} if all(isinstance(r, list) for r in runs.values()) else {0}
+    if len(counts) != 1 or 0 in counts:
+        raise ValueError(f"{path}: the two initialisations have different or no seeds ({sorted(counts)})")
+    for name, per_seed in runs.items():
+        for i, run in enumerate(per_seed):
+            missing = [k for k in REPORT_KEYS if not isinstance(run, dict) or k not in run]
+            if missing:
+                raise ValueError(f"{path}: run '{name}' #{i} lacks {', '.join(missing)}")
+    return results
+
+
+def write_report(results: dict[str, Any], out_dir: str | Path) -> str:
+    """Write `report.md` and `report.html` into `out_dir` from a quickstart results dict; returns the markdown."""
+    out = Path(out_dir)
+    markdown, page = build_report(results)
+    write_text_atomic(out / "report.md", markdown)
+    write_report_html(out / "report.html", page)
+    return markdown
+
+
+def build_report(results: dict[str, Any]) -> tuple[str, ReportPage]:
+    """The markdown report and the HTML page of one quickstart results dict (no files touched)."""
+    runs, protocol = results["runs"], results["protocol"]
     names = list(runs)
+    seeds = protocol.get("seeds") or list(range(len(runs[names[0]])))
+    verdicts = [verdict(paired_differences(runs, names[0], names[1], section, key), what)
+                for section, key, what, _ in VERDICT_MEASURES]
     table = markdown_table(["initialisation"] + [title for *_, title in METRICS], comparison_rows(runs, METRICS))
-    d_acc = paired_differences(runs, names[0], names[1], "finetune", "video_accuracy")
-    d_r1 = paired_differences(runs, names[0], names[1], "retrieval", "R@1")
-    d_probe = paired_differences(runs, names[0], names[1], "linear_probe", "video_accuracy")
-    verdict_acc = _verdict(d_acc, "fine-tuned video accuracy")
-    verdict_r1 = _verdict(d_r1, "R@1")
-    verdict_probe = _verdict(d_probe, "linear-probe video accuracy")
-    pretext = runs[names[1]]
-    pretext_line = ", ".join(f"{k.removeprefix('pretext.')} {fmt([r['pretext'][k] for r in pretext], 3)}"
-                             for k in pretext[0]["pretext"] if k.endswith("acc"))
-    chance = 100.0 / data.train.num_classes
-    protocol = {"pretrain": plan.pretrain.to_json(), "pretrain_steps": plan.pretrain_steps,
-                "downstream": asdict(plan.downstream), "seeds": list(plan.seeds), "dataset": str(plan.data_root),
-                "split": data.split, "train_videos": len(data.train), "test_videos": len(data.test),
-                "classes": data.train.num_classes, **plan.extra}
-    text = "\n".join([
-        "# vsslkit quickstart report", "",
-        (f"Dataset: built-in synthetic motion set, split {data.split}: {len(data.train)} training videos "
-        f"(pretraining uses them **without labels**), {len(data.test)} test videos, {data.train.num_classes} classes "
-        f"(chance {chance:.1f} %). Seeds: {', '.join(map(str, plan.seeds))}; every seed pairs both initialisations "
-        f"(same labelled subset, same fine-tuning budget and crops, same test clips)."), "",
-        table, "",
-        (f"- Pretraining ({plan.pretrain.task}{' + MoCo' if plan.pretrain.contrastive else ''}, "
-        f"{plan.pretrain_steps} steps × {plan.pretrain.batch_size} clips): final pretext accuracy {pretext_line}."),
-        f"- {verdict_acc}", f"- {verdict_probe}", f"- {verdict_r1}",
-        f"- Total time {minutes:.1f} min on {resolve_device(plan.device).type}.", "",
-        ("Protocol: fine-tuned video accuracy = the whole network fine-tuned on the labelled fraction, softmax "
-        "averaged over 10 uniformly spaced centre-cropped clips per test video; linear probe = a linear SVM on the "
-        "frozen, L2-normalised pool5 video features of the same labelled videos; retrieval = pool5 features "
-        "(global average pooling, mean of 10 clips), standardised with training-set statistics, cosine "
-        "similarity, test videos query the training videos; no test video is dropped."), "",
-        "```json", json.dumps(protocol, indent=1), "```", ""])
-    (out / "report.md").write_text(text, encoding="utf-8")
-    (out / "results.json").write_text(json.dumps({"protocol": protocol, "runs": runs}, indent=1, default=float))
-    figures: list[tuple[str, Any]] = [("summary", text)]
-    figures.append(("pretext training", plots.training_curves(pretext_curves, metrics=("loss", "pretext.speed_acc", "pretext.loc_acc"),
-                                                              title="pretext loss and accuracy")))
-    figures.append(("fine-tuning", plots.training_curves({n: runs[n][0]["curve"] for n in names},
-                                                         metrics=("loss",), title="fine-tuning loss (first seed)")))
-    figures.append(("video accuracy", plots.bar_comparison(
-        {n: mean_std([r["finetune"]["video_accuracy"] for r in runs[n]]) for n in names},
-        title="fine-tuned video accuracy on the test split", yaxis="%")))
-    figures.append(("linear probe", plots.bar_comparison(
-        {n: mean_std([r["linear_probe"]["video_accuracy"] for r in runs[n]]) for n in names},
-        title="linear probe (frozen features) video accuracy on the test split", yaxis="%")))
-    figures.append(("retrieval", plots.recall_figure(
-        {n: {int(k[2:]): mean_std([r["retrieval"][k] for r in runs[n]])[0] for k in runs[n][0]["retrieval"]}
-         for n in names})))
+    body = table + "\n\n" + _setup_note(results)
+    markdown = "\n".join(["# vsslkit quickstart report", "", *(f"- {text}" for text, _ in verdicts), "", body, "",
+                          "Protocol: " + PROTOCOL_TEXT, "", "```json", json.dumps(protocol, indent=1), "```", ""])
+    first = seeds[0]
+    measures = {panel: {n: [r[section][key] for r in runs[n]] for n in names}
+                for section, key, _, panel in VERDICT_MEASURES}
+    figures = [PageFigure(
+        "each seed: random init → pretrained",
+        plots.paired_figure(measures, seeds=seeds, yaxis="% of test videos",
+                            title="paired results on the test split" if len(seeds) > 1 else "results on the test split"),
+        "Each line is one seed: the same seed, labelled subset and test clips with each initialisation, so a line "
+        "that rises to the right means pretraining helped on that seed; the black line joins the means."
+        if len(seeds) > 1 else "One seed: the two points are its random-init and pretrained results (no spread to show; "
+                               "`--seeds 3` gives the paired picture)."),
+        PageFigure(
+            "retrieval R@k",
+            plots.recall_figure({n: {int(k[2:]): mean_std([r["retrieval"][k] for r in runs[n]])[0]
+                                     for k in runs[n][0]["retrieval"]} for n in names},
+                                title="retrieval R@k" + (f" (mean of {len(seeds)} seeds)" if len(seeds) > 1 else "")),
+            "R@k = the share of test videos with a same-class video among their k nearest training videos "
+            "(frozen pool5 features, cosine similarity).")]
+    notes = []
+    curves = results.get("pretext_curves")
+    if curves:
+        figures.append(PageFigure(
+            "pretext training", plots.training_curves(curves, metrics=("loss", "pretext.speed_acc", "pretext.loc_acc", "moco.acc"),
+                                                      title="pretext loss and training accuracy per seed"),
+            "Training-batch accuracy of the pretext heads (speed class, change location, MoCo instance) and the "
+            "summed loss; no labels are used."))
+    else:
+        notes.append("This results file holds no pretext training curves (it predates saving them), so that figure "
+                     "is left out; the final pretext accuracies are quoted above.")
+    figures.append(PageFigure(
+        f"fine-tuning (seed {first})",
+        plots.training_curves({n: runs[n][0]["curve"] for n in names}, metrics=("loss", "acc"),
+                              title=f"fine-tuning loss and training accuracy, seed {first}"),
+        "Training-batch loss and accuracy while fine-tuning on the labelled fraction."))
     for n in names:
-        figures.append((f"confusion — {n}", plots.confusion_figure(runs[n][0]["confusion"], runs[n][0]["class_names"],
-                                                                     title=f"{n} (first seed)")))
-    write_html(out / "report.html", "vsslkit quickstart", figures)
+        figures.append(PageFigure(
+            f"confusion matrix — {n} (seed {first})",
+            plots.confusion_figure(runs[n][0]["confusion"], runs[n][0]["class_names"], title=f"{n}, seed {first}")))
+    page = ReportPage(
+        title="vsslkit quickstart: does speed-change pretraining beat random initialisation?",
+        verdicts=[Verdict(text, tone) for text, tone in verdicts], body=body, figures=figures, notes=notes,
+        details=[("Protocol", PROTOCOL_TEXT),
+                 ("Configuration", config_table(protocol) + "\n\nRe-render this page from the run's numbers: "
+                                   "`vsslkit quickstart --report-from results.json --out DIR`.")])
+    return markdown, page
+
+
+def _setup_note(results: dict[str, Any]) -> str:
+    """One paragraph under the table: what was compared, on what, and how long it took."""
+    runs, p = results["runs"], results["protocol"]
+    seeds = p.get("seeds") or list(range(len(next(iter(runs.values())))))
+    pretrained = list(runs.values())[1]
+    pretext = pretrained[0].get("pretext") or {}
+    accs = ", ".join(f"{k.removeprefix('pretext.')} {fmt([r['pretext'][k] for r in pretrained], 3)}"
+                     for k in pretext if k.endswith("acc"))
+    pre = p.get("pretrain", {})
+    how = (f"Mean ± std over {len(seeds)} paired seeds ({', '.join(map(str, seeds))})" if len(seeds) > 1
+           else f"One seed ({seeds[0]}; `--seeds 3` gives mean ± std)")
+    text = (f"{how}, on the test split of the built-in synthetic motion set (split {p.get('split', '?')}): "
+            f"{p.get('train_videos', '?')} training videos (pretraining uses them **without labels**), "
+            f"{p.get('test_videos', '?')} test videos, {p.get('classes', '?')} classes")
+    if p.get("classes"):
+        text += f" (chance {100.0 / p['classes']:.1f} %)"
+    text += "."
+    if pre:
+        text += (f" Pretraining: {pre.get('task')}{' + MoCo' if pre.get('moco') or pre.get('contrastive') else ''}, "
+                 f"{p.get('pretrain_steps')} steps × {pre.get('batch_size')} clips")
+        text += f"; final pretext training accuracy {accs}." if accs else "."
+    if results.get("minutes") is not None:
+        text += f" Total time {results['minutes']:.1f} min on {results.get('device', 'an unrecorded device')}."
     return text
-
-
-def _verdict(diffs: list[float], what: str) -> str:
-    """"beats" only when pretraining is better on every paired seed; a mixed record is called so."""
-    m, s = mean_std(diffs)
-    wins, n = sum(d > 0 for d in diffs), len(diffs)
-    spread = f" ± {s:.1f}" if n > 1 else ""
-    if wins == n:
-        return f"Pretraining beats random initialisation on {what}: {m:+.1f}{spread} points (paired, better on {n} of {n} seeds)."
-    if wins == 0:
-        return (f"Pretraining does not beat random initialisation on {what}: {m:+.1f}{spread} points "
-                f"(paired, better on 0 of {n} seeds).")
-    return (f"No clear difference on {what}: {m:+.1f}{spread} points (paired, pretraining better on {wins} of "
-            f"{n} seeds).")

@@ -1,16 +1,12 @@
-"""Turn comparison results into a markdown report and a self-contained HTML page of plotly figures."""
+"""Numbers for the reports: mean ± std over seeds, markdown tables, paired differences, verdicts.
+
+The HTML page itself is rendered by `vsslkit.viz.report_html` (one renderer for every report)."""
 
 from __future__ import annotations
 
-import html
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-
-import plotly.graph_objects as go
-
-from vsslkit.viz import plots
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -47,24 +43,22 @@ def paired_differences(runs: Mapping[str, list[dict]], a: str, b: str, section: 
     return [rb[section][key] - ra[section][key] for ra, rb in zip(runs[a], runs[b])]
 
 
-def write_html(path: str | Path, title: str, sections: Sequence[tuple[str, go.Figure | str]]) -> Path:
-    """One self-contained page (plotly.js inlined once: it must open offline)."""
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             ("<style>body{font-family:sans-serif;max-width:1100px;margin:auto} pre{background:#f6f6f6;padding:8px}"
-             "</style></head><body>"), f"<h1>{html.escape(title)}</h1>"]
-    first = True
-    for heading, item in sections:
-        parts.append(f"<h2>{html.escape(heading)}</h2>")
-        if isinstance(item, go.Figure):
-            parts.append(item.to_html(full_html=False, include_plotlyjs="inline" if first else False))
-            first = False
-        else:
-            parts.append(f"<pre>{html.escape(item)}</pre>")
-    parts.append("</body></html>")
-    path = Path(path)
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+def verdict(diffs: Sequence[float], what: str) -> tuple[str, str]:
+    """The headline sentence for one measure from its per-seed paired differences, and its tone.
 
-
-def curves_figure(curves: Mapping[str, list[dict]], *, metrics: Sequence[str], title: str) -> go.Figure:
-    return plots.training_curves(curves, metrics=metrics, title=title)
+    "beats" only when pretraining is better on every paired seed; a mixed record is called so.
+    Returns (sentence, tone): "better" (every seed better), "worse" (no seed better and the mean
+    difference negative) or "mixed" (the rest, ties included).
+    """
+    m, s = mean_std(diffs)
+    wins, n = sum(d > 0 for d in diffs), len(diffs)
+    spread = f" ± {s:.1f}" if n > 1 else ""
+    seeds = "seed" if n == 1 else "seeds"
+    if wins == n:
+        return (f"Pretraining beats random initialisation on {what}: {m:+.1f}{spread} points "
+                f"(paired, better on {n} of {n} {seeds})."), "better"
+    if wins == 0:
+        return (f"Pretraining does not beat random initialisation on {what}: {m:+.1f}{spread} points "
+                f"(paired, better on 0 of {n} {seeds})."), "worse" if m < 0 else "mixed"
+    return (f"No clear difference on {what}: {m:+.1f}{spread} points (paired, pretraining better on {wins} of "
+            f"{n} {seeds})."), "mixed"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from vsslkit.plans import Plan
 
@@ -80,21 +81,51 @@ def read_metric_rows(path: str | Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
 
 
+# Which panel a logged metric belongs on, and that panel's axis title with its unit: accuracies
+# (fractions in [0, 1]) and losses (~1-6 nats) on one axis would flatten the accuracies to a line.
+_PANEL_TITLES = {"accuracy": "accuracy (fraction correct)", "loss": "loss (cross-entropy, nats)"}
+_X_TITLES = {"step": "optimiser step", "epoch": "epoch", "time": "time (s)"}
+
+
+def metric_panel(metric: str) -> str:
+    """"accuracy" for `*acc*` metrics, "loss" for `*loss*`, else the metric's own name."""
+    if "acc" in metric:
+        return "accuracy"
+    if "loss" in metric:
+        return "loss"
+    return metric
+
+
 def training_curves(
     runs: Mapping[str, Iterable[Mapping[str, float]]], *, metrics: Sequence[str] = ("loss",), x: str = "step", title: str = ""
 ) -> go.Figure:
-    """One line per (run, metric): e.g. {"pace": rows, "speed change": rows} × ("loss", "acc")."""
-    fig = go.Figure()
+    """One line per (run, metric), e.g. {"pace": rows, "speed change": rows} × ("loss", "acc").
+
+    Accuracies and losses go on separate stacked panels sharing the x axis (one panel per kind
+    that was logged); colour = run, dash = metric (the first solid, the second dotted, …).
+    """
+    runs = {run: list(rows) for run, rows in runs.items()}
+    logged = [m for m in metrics if any(m in row for rows in runs.values() for row in rows)] or list(metrics)
+    panels = list(dict.fromkeys(metric_panel(m) for m in logged))
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.1 if len(panels) > 1 else 0.0)
     for r, (run, rows) in enumerate(runs.items()):
-        rows = list(rows)
-        for m, metric in enumerate(metrics):
+        for m, metric in enumerate(logged):
             points = [(row[x], row[metric]) for row in rows if x in row and metric in row]
             if not points:
                 continue
             xs, ys = zip(*points)
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{run} · {metric}",
-                                     line={"color": PALETTE[r % len(PALETTE)], "dash": ("solid", "dot", "dash")[m % 3]}))
-    fig.update_layout(title=title, xaxis_title=x, height=360, margin={"l": 50, "r": 20, "t": 50, "b": 40})
+            panel = panels.index(metric_panel(metric))
+            dash = ("solid", "dot", "dash", "dashdot")[m % 4]
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines" if len(xs) > 1 else "markers", name=f"{run} · {metric}",
+                                     line={"color": PALETTE[r % len(PALETTE)], "dash": dash}),
+                          row=panel + 1, col=1)
+    for i, panel in enumerate(panels):
+        fig.update_yaxes(title_text=_PANEL_TITLES.get(panel, panel), row=i + 1, col=1)
+        if panel == "accuracy":
+            fig.update_yaxes(range=[-0.02, 1.02], row=i + 1, col=1)
+    fig.update_xaxes(title_text=_X_TITLES.get(x, x), row=len(panels), col=1)
+    fig.update_layout(title=title, height=360 if len(panels) == 1 else 150 + 220 * len(panels),
+                      margin={"l": 60, "r": 20, "t": 50, "b": 40})
     return fig
 
 
@@ -112,26 +143,58 @@ def confusion_figure(cm: np.ndarray, class_names: Sequence[str], *, title: str =
     return fig
 
 
-def recall_figure(curves: Mapping[str, Mapping[int, float]], *, title: str = "retrieval R@k") -> go.Figure:
-    """R@k against k for several initialisations / checkpoints (values in percent or [0, 1])."""
+def recall_figure(curves: Mapping[str, Mapping[int, float]], *, title: str = "retrieval R@k",
+                  unit: str = "%") -> go.Figure:
+    """R@k against k (log axis) for several initialisations / checkpoints; values in `unit` ("%" or "fraction").
+
+    The x axis is labelled only at the measured k (1, 5, 10, 20, 50 in the kit): a log axis's own
+    minor labels ("2 5 … 2 5") would make 20 and 50 read as 2 and 5.
+    """
     fig = go.Figure()
     for i, (name, recall) in enumerate(curves.items()):
         ks = sorted(int(k) for k in recall)
         fig.add_trace(go.Scatter(x=ks, y=[recall[k] for k in ks], mode="lines+markers", name=name,
                                  line={"color": PALETTE[i % len(PALETTE)]}))
-    fig.update_xaxes(type="log", title="k")
-    fig.update_yaxes(title="R@k")
-    fig.update_layout(title=title, height=340, margin={"l": 50, "r": 20, "t": 50, "b": 40})
+    measured = sorted({int(k) for recall in curves.values() for k in recall})
+    fig.update_xaxes(type="log", title="k (nearest training videos retrieved)", tickmode="array", tickvals=measured,
+                     ticktext=[str(k) for k in measured], minor={"showgrid": False, "ticks": ""})
+    fig.update_yaxes(title=f"R@k ({unit} of test queries)", range=[0, 100 if unit == "%" else 1])
+    fig.update_layout(title=title, height=340, margin={"l": 60, "r": 20, "t": 50, "b": 40})
     return fig
 
 
-def bar_comparison(values: Mapping[str, tuple[float, float]], *, title: str = "", yaxis: str = "") -> go.Figure:
-    """Bars with error bars: {"random init": (mean, std), "pretrained": (mean, std)}."""
-    names = list(values)
-    fig = go.Figure(go.Bar(x=names, y=[values[n][0] for n in names],
-                           error_y={"type": "data", "array": [values[n][1] for n in names]},
-                           marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(names))]))
-    fig.update_layout(title=title, yaxis_title=yaxis, height=320, margin={"l": 50, "r": 20, "t": 50, "b": 40})
+def paired_figure(measures: Mapping[str, Mapping[str, Sequence[float]]], *, seeds: Sequence[object] | None = None,
+                  title: str = "", yaxis: str = "%") -> go.Figure:
+    """One panel per measure: {measure: {initialisation: [value per seed]}} (same seed order everywhere).
+
+    With two or more seeds each seed is one line from the first initialisation to the next, so a
+    reader sees whether every pair moves the same way (a bar of means hides that); a thick black
+    line joins the means. With one seed, plain points: there is no spread to draw.
+    """
+    names = list(measures)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.08)
+    n_seeds = max(len(v) for per_init in measures.values() for v in per_init.values())
+    labels = [f"seed {s}" for s in (seeds if seeds is not None else range(n_seeds))]
+    for col, name in enumerate(names, start=1):
+        inits = list(measures[name])
+        for s in range(n_seeds):
+            fig.add_trace(go.Scatter(
+                x=inits, y=[measures[name][i][s] for i in inits], mode="lines+markers" if n_seeds > 1 else "markers",
+                name=labels[s], legendgroup=labels[s], showlegend=col == 1, marker={"size": 9},
+                line={"color": PALETTE[s % len(PALETTE)]},
+                hovertemplate="%{x}: %{y:.1f}<extra>" + labels[s] + "</extra>"), row=1, col=col)
+        if n_seeds > 1:
+            means = [float(np.mean(measures[name][i])) for i in inits]
+            fig.add_trace(go.Scatter(x=inits, y=means, mode="lines+markers", name="mean", legendgroup="mean",
+                                     showlegend=col == 1, line={"color": "black", "width": 4},
+                                     marker={"symbol": "diamond", "size": 11},
+                                     hovertemplate="mean %{x}: %{y:.1f}<extra></extra>"), row=1, col=col)
+        fig.update_yaxes(title_text=yaxis, row=1, col=col)
+        # two-line category labels, kept off the panel edges so neighbouring panels' labels never touch
+        fig.update_xaxes(title_text="initialisation", tickmode="array", tickvals=inits,
+                         ticktext=[i.replace(" ", "<br>", 1) for i in inits], range=[-0.4, len(inits) - 0.6],
+                         row=1, col=col)
+    fig.update_layout(title=title, height=380, margin={"l": 60, "r": 20, "t": 80, "b": 50})
     return fig
 
 
