@@ -336,3 +336,14 @@ def test_real_videos_labelled_folder_with_a_broken_file(real_videos, tmp_path_fa
     assert first == list(range(len(emb)))
     manifest = json.dumps(emb.protocol)
     assert '"checkpoint": "random"' in manifest
+
+
+def test_folder_agreement_counts_leave_one_out_nearest_in_the_same_folder():
+    emb = toy_embedding()  # v0 -> v1 (a ✓), v1 -> v0 (a ✓), v2 -> v3 (b ✓), v3 -> v2 (b ✓), gone4 -> a (✗)
+    res = E.folder_agreement(emb)
+    assert res == {"videos": 5, "folders": 2, "eligible": 5, "hits": 4, "rate_all": 0.8, "rate_eligible": 0.8,
+                   "chance_eligible": pytest.approx((2 * 1 / 4 + 3 * 2 / 4) / 5)}
+    lonely = E.Embedding(np.eye(3, dtype=np.float32), ["/x/a/1.mp4", "/x/a/2.mp4", "/x/b/3.mp4"], [9] * 3, [1] * 3, {})
+    res = E.folder_agreement(lonely)  # all pairs tie: ties go to the lower row, so 1 -> 2, 2 -> 1, 3 -> 1
+    assert (res["eligible"], res["hits"], res["rate_eligible"], res["chance_eligible"]) == (2, 2, 1.0, 0.5)
+    assert res["rate_all"] == pytest.approx(2 / 3)  # the only video of folder b can never score

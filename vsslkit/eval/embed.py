@@ -414,3 +414,25 @@ def neighbours_table(embedding: Embedding, results: Sequence[Neighbours]) -> str
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
+
+
+def folder_agreement(embedding: Embedding) -> dict[str, float | int]:
+    """How often a video's nearest other video (leave-one-out) lies in the same folder.
+
+    With one folder per class this is leave-one-out R@1 with the folder as the label. Only
+    videos whose folder holds another embedded video can score ("eligible"); `chance` is the
+    expected rate over those for a random neighbour ((m - 1) / (N - 1) for a folder of m videos).
+    """
+    if len(embedding) < 2:
+        raise EmbedError(f"leave-one-out needs at least 2 videos, got {len(embedding)}")
+    folders = np.array([os.path.dirname(p) for p in embedding.paths])
+    rows, _ = find_neighbours(embedding.features, embedding.features, k=1, self_rows=list(range(len(embedding))),
+                              exclude_self=True)
+    hits = folders[rows[:, 0]] == folders
+    sizes = np.array([(folders == f).sum() for f in folders])
+    eligible = sizes >= 2
+    n = len(embedding)
+    return {"videos": n, "folders": len(set(folders.tolist())), "eligible": int(eligible.sum()),
+            "hits": int(hits.sum()), "rate_all": float(hits.mean()),
+            "rate_eligible": float(hits[eligible].mean()) if eligible.any() else float("nan"),
+            "chance_eligible": float(((sizes[eligible] - 1) / (n - 1)).mean()) if eligible.any() else float("nan")}
