@@ -97,6 +97,7 @@ def test_save_load_roundtrip_and_atomic_write(tmp_path, folder, store, monkeypat
     np.testing.assert_array_equal(back.features, emb.features)
     assert back.paths == emb.paths and back.skipped == emb.skipped and back.protocol == emb.protocol
     assert back.strides == emb.strides and back.num_frames == emb.num_frames
+    assert E.store_for(back, tmp_path / "frames").short_side == SETTINGS.short_side  # strips read where embedded
     mask = os.umask(0)
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # the user's umask, not mkstemp's private 0600

@@ -159,7 +159,6 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def run_neighbours(args: argparse.Namespace) -> int:
-    from vsslkit.data.store import FrameStore
     from vsslkit.eval.embed import (
         EmbedError,
         EmbedSettings,
@@ -168,6 +167,7 @@ def run_neighbours(args: argparse.Namespace) -> int:
         load_embedding,
         neighbours_of,
         neighbours_table,
+        store_for,
     )
 
     try:
@@ -181,7 +181,7 @@ def run_neighbours(args: argparse.Namespace) -> int:
             if not Path(q).is_file():
                 raise EmbedError(f"{q}: not in {args.features} and not a video file")
         settings = EmbedSettings.from_protocol(embedding.protocol)
-        store = FrameStore(args.store, short_side=settings.short_side)
+        store = store_for(embedding, args.store)
         new_features = None
         if new:
             print(f"embedding {len(new)} new query video(s) with the protocol of {args.features}", file=sys.stderr)

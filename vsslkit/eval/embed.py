@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from vsslkit.data.datasets import VIDEO_EXTENSIONS
-from vsslkit.data.store import FrameStore
+from vsslkit.data.store import FrameStore, default_store_dir
 from vsslkit.eval.features import extract_video_features, fitting_strides
 from vsslkit.eval.results import Protocol, checkpoint_fields
 from vsslkit.eval.retrieval import cosine_topk, standardise_with_gallery
@@ -197,6 +197,13 @@ def backbone_from_protocol(protocol: dict[str, Any]) -> nn.Module:
                              "re-run vsslkit embed")
     net, _ = build_embedding_backbone(settings, checkpoint, seed=int(protocol.get("seed") or 0))
     return net
+
+
+def store_for(embedding: Embedding, root: str | os.PathLike | None = None) -> FrameStore:
+    """The frame store the embedding's videos were read through (its short side), at `root`
+    (default `$VSSLKIT_STORE` or `~/.cache/vsslkit/frames`): where strips are read from."""
+    settings = EmbedSettings.from_protocol(embedding.protocol)
+    return FrameStore(root if root is not None else default_store_dir(), short_side=settings.short_side)
 
 
 # --------------------------------------------------------------------------- embedding
