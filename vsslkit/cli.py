@@ -22,6 +22,7 @@ GROUPS: list[tuple[str, str, list[str]]] = [
 TOP_LEVEL: list[str] = [
     "vsslkit.commands.train",
     "vsslkit.commands.evaluate",
+    "vsslkit.commands.embed",
     "vsslkit.commands.quickstart",
     "vsslkit.commands.reproduce",
 ]
