@@ -9,6 +9,7 @@ import torch
 
 from vsslkit.eval import pretext
 from vsslkit.eval.retrieval import recall_at_k
+from vsslkit.tasks import Joint
 from vsslkit.tasks import make_task
 from vsslkit.train.pretrain import MoCoConfig, PretrainConfig, build_pretext_model
 from vsslkit.viz import explorers
@@ -159,6 +160,10 @@ def test_pretext_vs_chance_uses_the_last_logs_and_the_sampler_majority():
     assert "| fine | loc | 5 | 50.0 % | 20.0 % |" in explorers.chance_markdown({"fine": rows})
     with pytest.raises(KeyError, match="loc_acc"):
         explorers.pretext_vs_chance([{"step": 1, "loss": 1.0, "speed_acc": 0.1}], task)
+    # a pretraining run's Joint logs its branch's metrics as "pretext.<head>_acc"
+    joint = Joint({"pretext": task})
+    prefixed = [{f"pretext.{k}" if k.endswith("_acc") else k: v for k, v in r.items()} for r in history]
+    assert explorers.pretext_vs_chance(prefixed, joint, last=2) == rows
 
 
 def test_label_names_for_each_task():

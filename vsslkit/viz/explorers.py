@@ -26,6 +26,7 @@ import plotly.graph_objects as go
 
 from vsslkit.eval.pretext import PretextClip, base_task, label_names
 from vsslkit.eval.retrieval import RetrievalResult
+from vsslkit.tasks import Joint
 from vsslkit.viz import plots
 from vsslkit.viz.widgets import FrameSource
 
@@ -69,7 +70,7 @@ class LiveCurves:
     """
 
     name: str
-    metrics: tuple[str, ...] = ("loss", "speed_acc")
+    metrics: tuple[str, ...] = ("loss", "pretext.speed_acc")
     title: str = ""
     display: Callable[[Any], None] | None = None
     rows: list[dict[str, float]] = field(default_factory=list)
@@ -127,10 +128,12 @@ def pretext_vs_chance(history: Sequence[Mapping[str, float]], task: Any, *, last
         raise ValueError("the training history has no logged loss rows")
     shares = sampler_shares(task)
     out = []
+    prefix = f"{task.primary_name}." if isinstance(task, Joint) else ""  # pretrain logs "pretext.<head>_acc"
     for head, n in base_task(task).heads.items():
-        values = [r[f"{head}_acc"] for r in rows[-last:] if f"{head}_acc" in r]
+        key = f"{prefix}{head}_acc"
+        values = [r[key] for r in rows[-last:] if key in r]
         if not values:
-            raise KeyError(f"no '{head}_acc' in the training history; logged keys: {sorted(rows[-1])}")
+            raise KeyError(f"no '{key}' in the training history; logged keys: {sorted(rows[-1])}")
         out.append({"head": head, "classes": n, "accuracy": float(np.mean(values)), "chance": 1.0 / n,
                     "majority": float(shares[head].max()), "steps": int(rows[-1].get("step", len(rows)))})
     return out
