@@ -116,7 +116,8 @@ def _probe_one(path: str) -> tuple[str, int | None, str | None, str | None]:
         return path, None, str(getattr(exc, "reason", exc)), None
     except Exception as exc:  # noqa: BLE001 -- a bug in one file must not end a 13k-video check
         return path, None, f"{type(exc).__name__}: {exc}", None
-    return path, info.num_frames, None, getattr(info, "decode_error", None)
+    warnings = [w for w in (info.decode_error, info.short_warning) if w]
+    return path, info.num_frames, None, "; ".join(warnings) or None
 
 
 def check_dataset(root: Path, *, min_frames: int = 17, workers: int = 1, progress: bool = True) -> dict[str, Any]:
@@ -163,7 +164,10 @@ def check_dataset(root: Path, *, min_frames: int = 17, workers: int = 1, progres
                 results.append(_probe_one(path))
                 bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            from vsslkit.data.workers import die_with_parent
+
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                     initializer=die_with_parent) as pool:
                 for result in pool.map(_probe_one, paths, chunksize=8):
                     results.append(result)
                     bar.update()
@@ -205,7 +209,9 @@ def format_check_report(report: dict[str, Any]) -> str:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from vsslkit.atomic import write_text_atomic
     from vsslkit.data.datasets import DatasetError
+    from vsslkit.errors import DiskFullError
 
     try:
         report = check_dataset(args.dataset, min_frames=args.min_frames, workers=args.workers,
@@ -218,9 +224,9 @@ def run_check(args: argparse.Namespace) -> int:
     out_dir = args.report_dir or Path(report["dataset"])
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "check_report.json").write_text(json.dumps(report, indent=1))
-        (out_dir / "check_report.txt").write_text(text + "\n")
-    except OSError as exc:
+        write_text_atomic(out_dir / "check_report.json", json.dumps(report, indent=1))
+        write_text_atomic(out_dir / "check_report.txt", text + "\n")
+    except (OSError, DiskFullError) as exc:
         print(f"error: cannot write the report to {out_dir}: {exc} (use --report-dir)", file=sys.stderr)
         return 1
     print(f"report written to {out_dir / 'check_report.json'} and check_report.txt")

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from vsslkit.atomic import write_text_atomic
 from vsslkit.experiments.paired import Data, DownstreamConfig, downstream, ensure_synthetic, load_data
 from vsslkit.experiments.report import (
     comparison_rows,
@@ -141,8 +142,8 @@ def _write_report(plan: QuickstartPlan, data: Data, runs: dict[str, list[dict]],
         "(global average pooling, mean of 10 clips), standardised with training-set statistics, cosine "
         "similarity, test videos query the training videos; no test video is dropped."), "",
         "```json", json.dumps(protocol, indent=1), "```", ""])
-    (out / "report.md").write_text(text, encoding="utf-8")
-    (out / "results.json").write_text(json.dumps({"protocol": protocol, "runs": runs}, indent=1, default=float))
+    write_text_atomic(out / "report.md", text)
+    write_text_atomic(out / "results.json", json.dumps({"protocol": protocol, "runs": runs}, indent=1, default=float))
     figures: list[tuple[str, Any]] = [("summary", text)]
     figures.append(("pretext training", plots.training_curves(pretext_curves, metrics=("loss", "speed_acc", "loc_acc"),
                                                               title="pretext loss and accuracy")))

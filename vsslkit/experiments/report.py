@@ -10,6 +10,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from vsslkit.atomic import write_text_atomic
 from vsslkit.viz import plots
 
 
@@ -62,7 +63,7 @@ def write_html(path: str | Path, title: str, sections: Sequence[tuple[str, go.Fi
             parts.append(f"<pre>{html.escape(item)}</pre>")
     parts.append("</body></html>")
     path = Path(path)
-    path.write_text("\n".join(parts), encoding="utf-8")
+    write_text_atomic(path, "\n".join(parts))
     return path
 
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsslkit.atomic import write_text_atomic
 from vsslkit.data.clips import BatchPreparer, ClipDataset, EpochSampler, collate
 from vsslkit.models import build_backbone
 from vsslkit.models.weights import read_checkpoint
@@ -193,5 +194,5 @@ def train_classifier(
     if info.is_main:
         out = Path(out_dir)
         save_checkpoint(out / "classifier.pt", {"model": model.state_dict(), "config": plain_config})
-        (out / "classifier.json").write_text(json.dumps(plain_config, indent=1))
+        write_text_atomic(out / "classifier.json", json.dumps(plain_config, indent=1))
     return model, result
