@@ -43,7 +43,7 @@ class DiskFullError(UsageError):
 
     def __init__(self, subject: str | os.PathLike, what: str = ""):
         UsageError.__init__(self, subject, "no space left on device" + (f" while writing {what}" if what else "")
-                            + "; nothing half-written was kept (free some space and rerun)")
+                            + "; nothing half-written was kept: free some space and rerun")
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -16,6 +16,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from vsslkit.commands.arguments import int_at_least
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `synthetic`, `check` and `prepare` under `vsslkit data`."""
@@ -50,13 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_synthetic_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    p.add_argument("--videos-per-class", type=int, default=43, help="videos per class (default 43: ~600 videos)")
+    p.add_argument("--videos-per-class", type=int_at_least(1), default=43, help="videos per class (default 43: ~600 videos)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--min-length", type=int, default=50, help="shortest video in frames (default 50 = 2 s)")
     p.add_argument("--max-length", type=int, default=200, help="longest video in frames (default 200 = 8 s)")
-    p.add_argument("--workers", type=int, default=2, help="processes rendering in parallel (default 2)")
+    p.add_argument("--workers", type=int_at_least(1), default=2, help="processes rendering in parallel (default 2)")
     p.add_argument("--camera", choices=("smooth", "white"), default="smooth",
                    help="camera shake: smooth hand-held drift (default) or 'white' per-frame ±1 px jitter, which "
                    "hides speed changes (for comparison; see docs/results/pretext.md)")
@@ -102,7 +104,7 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-frames", type=int, default=17,
                    help="videos with fewer decodable frames are reported as too short (default 17)")
     p.add_argument("--report-dir", type=Path, help="where check_report.json/.txt go (default: the dataset folder)")
-    p.add_argument("--workers", type=int, default=1, help="processes probing videos in parallel")
+    p.add_argument("--workers", type=int_at_least(1), default=1, help="processes probing videos in parallel")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -251,8 +253,8 @@ def add_prepare_arguments(p: argparse.ArgumentParser, dataset: str | None = None
         p.add_argument(f"--{role}-sha256", help=f"expected SHA-256 of the {role} archive")
     p.add_argument("--store", type=Path, help="frame store folder (default $VSSLKIT_STORE or ~/.cache/vsslkit/frames)")
     p.add_argument("--no-store", action="store_true", help="only extract; do not build the frame store")
-    p.add_argument("--short-side", type=int, default=128, help="stored frames' short side (default 128)")
-    p.add_argument("--workers", type=int, default=1, help="processes building the frame store")
+    p.add_argument("--short-side", type=int_at_least(8), default=128, help="stored frames' short side (default 128)")
+    p.add_argument("--workers", type=int_at_least(1), default=1, help="processes building the frame store")
     p.add_argument("--no-progress", action="store_true")
 
 

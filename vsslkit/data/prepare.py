@@ -180,9 +180,10 @@ def _extract_zip(archive: Path, dest: Path) -> None:
     try:
         with zipfile.ZipFile(archive) as zf:
             _check_members(archive, zf.namelist())
-            # a member's Unix mode (high 16 bits of external_attr): only files and folders are extracted
+            # the file type in a member's Unix mode (high 16 bits of external_attr; 0 when not recorded):
+            # only files and folders are extracted, a symlink or device entry refuses the archive
             bad = [i.filename for i in zf.infolist()
-                   if (i.external_attr >> 16) and not (stat.S_ISREG(i.external_attr >> 16) or stat.S_ISDIR(i.external_attr >> 16))]
+                   if stat.S_IFMT(i.external_attr >> 16) not in (0, stat.S_IFREG, stat.S_IFDIR)]
             if bad:
                 raise PrepareError(archive, f"links or special files are not extracted: {bad[:3]}")
             zf.extractall(dest)

@@ -450,7 +450,7 @@ def make_synthetic(
         write_text_atomic(meta_path, json.dumps(meta, indent=1))  # the commit: the set is complete
     except (OSError, DiskFullError) as exc:
         if is_disk_full(exc):  # videos and split files already written are whole; synthetic.json is not there
-            raise DiskFullError(out, "the synthetic dataset (rerun to finish it)") from exc
+            raise DiskFullError(out, "the synthetic dataset (finished videos are kept)") from exc
         raise
     partial_path.unlink()
     return out

@@ -7,6 +7,7 @@ leaving them to finish their queue and then idle forever.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import sys
@@ -20,7 +21,12 @@ def die_with_parent() -> None:
     Linux `prctl(PR_SET_PDEATHSIG)`; elsewhere a daemon thread that exits when the parent pid
     changes. Without it a killed command's workers finish their queue and then idle forever.
     """
-    parent = os.getppid()
+    # the pid recorded when the parent started this worker: a parent killed while the worker was
+    # still importing is then noticed too (getppid() would already name the new reaper)
+    spawner = multiprocessing.parent_process()
+    parent = spawner.pid if spawner is not None and spawner.pid else os.getppid()
+    if os.getppid() != parent:
+        os._exit(1)
     if sys.platform.startswith("linux"):
         import ctypes
 
