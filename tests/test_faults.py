@@ -387,11 +387,13 @@ def test_kill_9_at_a_random_step_then_resume_is_bit_identical(synthetic, tmp_pat
 
 @pytest.fixture(scope="module")
 def cli_files(synthetic, tmp_path_factory):
-    """A finished 1-step run, a truncated checkpoint, a non-checkpoint pickle and an empty folder."""
+    """Finished 1-step pretrain and finetune runs, truncated checkpoints, a non-checkpoint pickle, an empty folder."""
     root, store = synthetic
     base = tmp_path_factory.mktemp("cli")
     assert main(["pretrain", "--data", str(root), "--store", str(store), "--out", str(base / "run"),
                  "--steps", "1", *TINY]) == 0
+    assert main(["finetune", "--data", str(root), "--store", str(store), "--out", str(base / "ftrun"),
+                 "--steps", "1", "--no-evaluate", *BASE]) == 0
     good = (base / "run" / "checkpoints" / "last.pt").read_bytes()
     (base / "truncated.pt").write_bytes(good[: len(good) // 2])
     (base / "torn" / "checkpoints").mkdir(parents=True)
@@ -427,6 +429,9 @@ def _table(root: Path, store: Path, files: Path) -> list[tuple[list[str], str]]:
         (["pretrain", *data, "--out", str(files / "run"), "--steps", "2", *TINY, "--lr", "0.5"], "pretrain.lr"),
         (["pretrain", *data, "--out", str(files / "run"), "--steps", "2", *TINY, "--clip-len", "4"],
          "pretrain.clip_len"),
+        (["finetune", *data, "--out", str(files / "ftrun"), "--steps", "2", *BASE, "--lr", "0.5"], "training.lr"),
+        (["finetune", *data, "--out", str(files / "ftrun"), "--steps", "2", *BASE, "--label-fraction", "0.5"],
+         "training.videos 70 -> "),
         (["data", "synthetic", "--out", str(files / "s"), "--workers", "0"], "--workers"),
         (["nonsense"], "nonsense"),
     ]

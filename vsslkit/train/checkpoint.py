@@ -127,6 +127,7 @@ def make_state(
     epoch: int = 0,
     step: int = 0,
     config: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The dictionary `save_checkpoint` writes (weights of an uncompiled, unwrapped model)."""
     return {
@@ -139,6 +140,7 @@ def make_state(
         "epoch": int(epoch),
         "step": int(step),
         "config": dict(config or {}),
+        **({"settings": dict(settings)} if settings else {}),
         "vsslkit_version": vsslkit.__version__,
     }
 

@@ -104,6 +104,7 @@ def fit(
     on_log: Callable[[Row], None] | None = None,
     tensorboard: bool = False,
     config: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
     dist_info: DistInfo | None = None,
     sync_bn: bool = False,
     find_unused_parameters: bool = False,
@@ -115,7 +116,9 @@ def fit(
     `out_dir/checkpoints/last.pt` is loaded and training continues from the next batch (exactly
     the batch an uninterrupted run would have seen when the loader uses an `EpochSampler`).
     Checkpoints are written every `checkpoint_every` steps and at epoch ends (unless it is None),
-    and always after the last step.
+    and always after the last step. `config` (and `settings`: training choices a recipe keeps out of
+    its model config, e.g. the learning rate) are stored in the checkpoint; resuming with other
+    values raises `ResumeMismatchError` listing them.
     `amp` uses float16 + GradScaler on CUDA and bfloat16 autocast on CPU. Each logged row holds the
     mean of the loss and metrics over the `log_every` steps since the previous row.
     """
@@ -140,7 +143,8 @@ def fit(
     step, epoch, position, resumed_from = 0, 0, 0, None
     state = _resume_state(ckpt_path, device, info) if resume else None
     if state is not None:
-        check_same_config(state.get("config") or {}, config or {}, ckpt_path)
+        check_same_config(_with_settings(state.get("config"), state.get("settings")),
+                          _with_settings(config, settings), ckpt_path)
         try:
             unwrap(model).load_state_dict(state["model"])
         except RuntimeError as exc:  # same config, other model (a library caller without config)
@@ -182,7 +186,7 @@ def fit(
             save_checkpoint(ckpt_path, make_state(model=model, optimizer=optimizer, scheduler=scheduler,
                                                   scaler=scaler if scaler.is_enabled() else None,
                                                   sampler_state=sampler_state, epoch=at_epoch, step=step,
-                                                  config=config), keep_previous=True)
+                                                  config=config, settings=settings), keep_previous=True)
 
     # --- the loop --------------------------------------------------------------------------
     batch_size = train_loader.batch_size or 1
@@ -281,6 +285,10 @@ def check_same_config(stored: dict[str, Any], current: dict[str, Any], ckpt_path
 
 
 _MISSING = object()
+
+
+def _with_settings(config: dict[str, Any] | None, settings: dict[str, Any] | None) -> dict[str, Any]:
+    return {**(config or {}), **({"training": settings} if settings else {})}
 
 
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:

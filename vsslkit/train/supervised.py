@@ -190,7 +190,9 @@ def train_classifier(
                             device=info.device, rank=info.rank)
     result = fit(model, loader, optimizer=opt, scheduler=scheduler, epochs=epochs, max_steps=max_steps,
                  out_dir=out_dir, prepare=prepare, device=info.device, amp=amp, resume=resume, progress=progress,
-                 config=plain_config, dist_info=info, log_every=log_every, checkpoint_every=checkpoint_every)
+                 config=plain_config, dist_info=info, log_every=log_every, checkpoint_every=checkpoint_every,
+                 settings={"lr": lr, "batch_size": batch_size, "optimizer": optimizer, "milestones": list(milestones),
+                           "seed": seed, "videos": len(dataset)})  # resuming with other choices is refused
     if info.is_main:
         out = Path(out_dir)
         save_checkpoint(out / "classifier.pt", {"model": model.state_dict(), "config": plain_config})
