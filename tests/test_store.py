@@ -65,7 +65,7 @@ def test_ensure_and_read_match_decode(tmp_path, video):
         store.read(video, [-1])
     assert sorted(_store_files(tmp_path / "store")) == sorted(f"{store.key(video)}.{e}" for e in ("json", "lock", "npy"))
     meta = json.loads((tmp_path / "store" / f"{store.key(video)}.json").read_text())
-    assert meta["source"] == str(video.resolve()) and meta["shape"] == [40, 32, 51, 3] and meta["format"] == 1
+    assert meta["source"] == str(video.resolve()) and meta["shape"] == [40, 32, 51, 3] and meta["format"] == 2
 
 
 def test_key_depends_on_path_and_short_side(tmp_path, video):

@@ -15,13 +15,14 @@ from torch import nn
 from vsslkit.plans import VideoTooShortError
 from vsslkit.tasks import (
     TASK_NAMES,
+    Joint,
+    MoCo,
     PaceTask,
     SpeedChangeCoarseTask,
     SpeedChangeFineTask,
     SupervisedTask,
     make_task,
 )
-from vsslkit.tasks import Joint, MoCo
 from vsslkit.tasks.base import Features
 from vsslkit.tasks.model import PretextModel
 from vsslkit.tasks.same_batch import all_transforms

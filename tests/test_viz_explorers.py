@@ -9,8 +9,7 @@ import torch
 
 from vsslkit.eval import pretext
 from vsslkit.eval.retrieval import recall_at_k
-from vsslkit.tasks import Joint
-from vsslkit.tasks import make_task
+from vsslkit.tasks import Joint, make_task
 from vsslkit.train.pretrain import MoCoConfig, PretrainConfig, build_pretext_model
 from vsslkit.viz import explorers
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # (top-level command, help, [modules that add sub-commands]) -- an explicit list, not a registry.
@@ -37,8 +38,19 @@ def _optional_module(name: str):
         raise
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (`vsslkit: <input>: <problem>`, exit 2).
+
+    Sub-parsers inherit the class, so every command's bad flag reads the same way.
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        command = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        self.exit(2, f"vsslkit: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vsslkit", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="vsslkit", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     top = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in TOP_LEVEL:
@@ -56,9 +68,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_error(exc: BaseException) -> str | None:
+    """`<input>: <problem>` when `exc` is the user's or the machine's doing, None for a bug.
+
+    User errors: `vsslkit.errors.UsageError` (bad data, checkpoints, settings, a full disk the
+    kit already named), a `SystemExit` carrying a message, a full disk anywhere, and a file or
+    folder the user named that is missing or not accessible.
+    """
+    from vsslkit.errors import UsageError, is_disk_full
+
+    if isinstance(exc, UsageError):
+        return str(exc)
+    if isinstance(exc, SystemExit) and isinstance(exc.code, str):
+        return exc.code
+    if is_disk_full(exc):
+        cause: BaseException | None = exc
+        while cause is not None and not getattr(cause, "filename", None):
+            cause = cause.__cause__ or cause.__context__
+        where = os.fspath(cause.filename) if cause is not None else "disk"
+        return f"{where}: no space left on device"
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        if exc.filename:
+            return f"{os.fspath(exc.filename)}: {exc.strerror}"
+        return str(exc) if ": " in str(exc) else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a user error is one line `vsslkit: <input>: <problem>` and exit code 2."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad flag (2, already printed as one line)
+        return exc.code if isinstance(exc.code, int) else 2
     if args.version:
         from vsslkit import __version__
 
@@ -68,7 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    return int(func(args) or 0)
+    try:
+        return int(func(args) or 0)
+    except (Exception, SystemExit) as exc:
+        line = user_error(exc)
+        if line is None:
+            raise  # a bug: keep the traceback
+        print(f"vsslkit: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

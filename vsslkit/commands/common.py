@@ -10,6 +10,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from vsslkit.commands.arguments import int_at_least
+
 # Backbone and input settings a checkpoint fixes; None on the command line means "not given".
 BACKBONE_SETTINGS: tuple[str, ...] = ("backbone", "width", "norm", "clip_len", "size", "residual")
 
@@ -85,7 +87,7 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
     """--task, --speed-pool, --sampling: the pretext task flags shared by `pretrain` and `pretext-probe`."""
     p.add_argument("--task", default="speed-change-fine",
                    help="pace | speed-change-coarse | speed-change-fine | arrow-of-time | none (with --contrastive)")
-    p.add_argument("--speed-pool", type=int, nargs="*", default=None,
+    p.add_argument("--speed-pool", type=int_at_least(1), nargs="*", default=None,
                    help="speeds: the fine task's pool (default 1 2 3) or the pace/coarse speeds (default 1 2 3 4)")
     p.add_argument("--sampling", choices=("location", "class"), default=None,
                    help="speed-change-fine: location-primary (default) or class-primary sampling")

@@ -31,7 +31,8 @@ def run_probe(args: argparse.Namespace) -> int:
     results: list[dict] = []
     for path in expand_paths(args.paths):
         try:
-            results.append({"ok": True, **asdict(probe(path))})
+            info = probe(path)
+            results.append({"ok": True, **asdict(info), "warning": info.short_warning})
         except VideoError as exc:
             results.append({"ok": False, "path": str(path), "error": exc.reason})
         if not args.json:
@@ -56,6 +57,8 @@ def format_line(result: dict) -> str:
     )
     if result["decode_error"]:
         line += f"  WARNING {result['decode_error']}"
+    if result.get("warning"):
+        line += f"  WARNING {result['warning']}"
     return line
 
 

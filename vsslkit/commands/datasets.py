@@ -16,6 +16,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from vsslkit.commands.arguments import int_at_least
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `synthetic`, `check` and `prepare` under `vsslkit data`."""
@@ -50,13 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_synthetic_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    p.add_argument("--videos-per-class", type=int, default=43, help="videos per class (default 43: ~600 videos)")
+    p.add_argument("--videos-per-class", type=int_at_least(1), default=43, help="videos per class (default 43: ~600 videos)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--min-length", type=int, default=50, help="shortest video in frames (default 50 = 2 s)")
     p.add_argument("--max-length", type=int, default=200, help="longest video in frames (default 200 = 8 s)")
-    p.add_argument("--workers", type=int, default=2, help="processes rendering in parallel (default 2)")
+    p.add_argument("--workers", type=int_at_least(1), default=2, help="processes rendering in parallel (default 2)")
     p.add_argument("--camera", choices=("smooth", "white"), default="smooth",
                    help="camera shake: smooth hand-held drift (default) or 'white' per-frame ±1 px jitter, which "
                    "hides speed changes (for comparison; see docs/results/pretext.md)")
@@ -102,7 +104,7 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-frames", type=int, default=17,
                    help="videos with fewer decodable frames are reported as too short (default 17)")
     p.add_argument("--report-dir", type=Path, help="where check_report.json/.txt go (default: the dataset folder)")
-    p.add_argument("--workers", type=int, default=1, help="processes probing videos in parallel")
+    p.add_argument("--workers", type=int_at_least(1), default=1, help="processes probing videos in parallel")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -116,7 +118,8 @@ def _probe_one(path: str) -> tuple[str, int | None, str | None, str | None]:
         return path, None, str(getattr(exc, "reason", exc)), None
     except Exception as exc:  # noqa: BLE001 -- a bug in one file must not end a 13k-video check
         return path, None, f"{type(exc).__name__}: {exc}", None
-    return path, info.num_frames, None, getattr(info, "decode_error", None)
+    warnings = [w for w in (info.decode_error, info.short_warning) if w]
+    return path, info.num_frames, None, "; ".join(warnings) or None
 
 
 def check_dataset(root: Path, *, min_frames: int = 17, workers: int = 1, progress: bool = True) -> dict[str, Any]:
@@ -163,7 +166,10 @@ def check_dataset(root: Path, *, min_frames: int = 17, workers: int = 1, progres
                 results.append(_probe_one(path))
                 bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            from vsslkit.data.workers import die_with_parent
+
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                     initializer=die_with_parent) as pool:
                 for result in pool.map(_probe_one, paths, chunksize=8):
                     results.append(result)
                     bar.update()
@@ -205,7 +211,9 @@ def format_check_report(report: dict[str, Any]) -> str:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from vsslkit.atomic import write_text_atomic
     from vsslkit.data.datasets import DatasetError
+    from vsslkit.errors import DiskFullError
 
     try:
         report = check_dataset(args.dataset, min_frames=args.min_frames, workers=args.workers,
@@ -218,9 +226,9 @@ def run_check(args: argparse.Namespace) -> int:
     out_dir = args.report_dir or Path(report["dataset"])
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "check_report.json").write_text(json.dumps(report, indent=1))
-        (out_dir / "check_report.txt").write_text(text + "\n")
-    except OSError as exc:
+        write_text_atomic(out_dir / "check_report.json", json.dumps(report, indent=1))
+        write_text_atomic(out_dir / "check_report.txt", text + "\n")
+    except (OSError, DiskFullError) as exc:
         print(f"error: cannot write the report to {out_dir}: {exc} (use --report-dir)", file=sys.stderr)
         return 1
     print(f"report written to {out_dir / 'check_report.json'} and check_report.txt")
@@ -245,8 +253,8 @@ def add_prepare_arguments(p: argparse.ArgumentParser, dataset: str | None = None
         p.add_argument(f"--{role}-sha256", help=f"expected SHA-256 of the {role} archive")
     p.add_argument("--store", type=Path, help="frame store folder (default $VSSLKIT_STORE or ~/.cache/vsslkit/frames)")
     p.add_argument("--no-store", action="store_true", help="only extract; do not build the frame store")
-    p.add_argument("--short-side", type=int, default=128, help="stored frames' short side (default 128)")
-    p.add_argument("--workers", type=int, default=1, help="processes building the frame store")
+    p.add_argument("--short-side", type=int_at_least(8), default=128, help="stored frames' short side (default 128)")
+    p.add_argument("--workers", type=int_at_least(1), default=1, help="processes building the frame store")
     p.add_argument("--no-progress", action="store_true")
 
 

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vsslkit.atomic import write_text_atomic
+from vsslkit.commands.arguments import device
 from vsslkit.commands.common import (
     add_task_arguments,
     checkpoint_settings,
@@ -85,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"frame store folder (default {DEFAULT_STORE})")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--seed", type=int, default=0, help="seeds the drawn clips (same seed, same clips)")
-    t.add_argument("--device", default="cpu")
+    t.add_argument("--device", type=device, default="cpu")
     t.add_argument("--out", type=Path, help="also write the result JSON here")
     t.set_defaults(func=run_pretext_eval)
 
@@ -125,7 +127,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="feed frame differences (default: as the checkpoint was trained)")
     p.add_argument("--short-side", type=int, default=128, help="short side of stored frames (as in training)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device, default="cpu")
     p.add_argument("--seed", type=int, default=0, help="seeds random init, pair sampling and SVMs")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"frame store folder (default {DEFAULT_STORE})")
 
@@ -379,7 +381,7 @@ def run_report(args: argparse.Namespace) -> int:
     print(table, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table)
+        write_text_atomic(args.out, table)
     return 0
 
 
@@ -421,7 +423,7 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
                              "confusion": s.counts.tolist()} for head, s in summary.items()},
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+        write_text_atomic(args.out, json.dumps(result, indent=1))
         print(f"wrote {args.out}")
     return 0
 

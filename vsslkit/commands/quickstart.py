@@ -7,6 +7,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from vsslkit.commands.arguments import device
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=Path("data/synthetic"), help="synthetic dataset folder")
     p.add_argument("--out", type=Path, default=Path("runs/quickstart"))
     p.add_argument("--seeds", type=int, default=1, help="number of paired seeds (0..N-1); 3+ gives mean ± std")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", type=device, default="auto", help="auto | cpu | cuda")
     p.add_argument("--full", action="store_true", help="thesis-sized preset for a GPU (R(2+1)D-10, 16x112x112)")
     p.add_argument("--pretrain-steps", type=int, default=None)
     p.add_argument("--finetune-steps", type=int, default=None)

@@ -8,6 +8,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from vsslkit.commands.arguments import device
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("reproduce", help="reproduce a seed document's experiment in miniature")
@@ -21,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--pretrain-steps", type=int, default=None)
     a.add_argument("--finetune-steps", type=int, default=None)
     a.add_argument("--only", nargs="*", default=None, help="run only the variants whose names contain these words")
-    a.add_argument("--device", default="auto")
+    a.add_argument("--device", type=device, default="auto")
     a.add_argument("--progress", action="store_true")
     a.add_argument("--table-from", type=Path, default=None, metavar="RESULTS_JSON",
                    help="do not run: re-render the table (and the ordering against the thesis) from a results.json")

@@ -11,6 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vsslkit.commands.arguments import (
+    device,
+    fraction,
+    int_at_least,
+    non_negative_float,
+    positive_float,
+    probability,
+)
 from vsslkit.commands.common import (
     add_task_arguments,
     checkpoint_settings,
@@ -25,37 +33,37 @@ TRAIN_DEFAULTS: dict[str, Any] = {"backbone": "r3d_10", "width": 0.25, "norm": "
 
 def _common(p: argparse.ArgumentParser, *, lr: float, batch_size: int) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset root (UCF101/HMDB51 layout or class folders)")
-    p.add_argument("--split", type=int, default=1, help="official split (1-3)")
+    p.add_argument("--split", type=int, choices=(1, 2, 3), default=1, help="official split (1-3)")
     p.add_argument("--store", type=Path, default=None,
                    help="frame store directory (default: $VSSLKIT_STORE or ~/.cache/vsslkit/frames)")
-    p.add_argument("--short-side", type=int, default=128, help="short side of stored frames")
+    p.add_argument("--short-side", type=int_at_least(8), default=128, help="short side of stored frames")
     d = TRAIN_DEFAULTS
     p.add_argument("--backbone", default=None, help=f"backbone name (default {d['backbone']}; finetune: the --init checkpoint's)")
-    p.add_argument("--width", type=float, default=None, help=f"channel width multiplier (default {d['width']})")
-    p.add_argument("--clip-len", type=int, default=None, help=f"frames per clip fed to the network (default {d['clip_len']})")
-    p.add_argument("--size", type=int, default=None, help=f"crop size in pixels (default {d['size']})")
+    p.add_argument("--width", type=positive_float, default=None, help=f"channel width multiplier (default {d['width']})")
+    p.add_argument("--clip-len", type=int_at_least(2), default=None, help=f"frames per clip fed to the network (default {d['clip_len']})")
+    p.add_argument("--size", type=int_at_least(8), default=None, help=f"crop size in pixels (default {d['size']})")
     p.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None,
                    help="feed K residual frames (reads K+1 frames); default off")
     p.add_argument("--norm", choices=("bn", "tgn"), default=None, help="batch norm (default) or temporal group norm")
     p.add_argument("--no-flip", dest="flip", action="store_false",
                    help="no horizontal flips (needed when labels depend on direction, e.g. the synthetic set)")
-    p.add_argument("--batch-size", type=int, default=batch_size, help="clips per step and per process")
+    p.add_argument("--batch-size", type=int_at_least(1), default=batch_size, help="clips per step and per process")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int, default=None)
-    length.add_argument("--steps", type=int, default=None, help="optimizer steps (instead of --epochs)")
-    p.add_argument("--lr", type=float, default=lr)
+    length.add_argument("--epochs", type=int_at_least(1), default=None)
+    length.add_argument("--steps", type=int_at_least(1), default=None, help="optimizer steps (instead of --epochs)")
+    p.add_argument("--lr", type=positive_float, default=lr)
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-    p.add_argument("--milestones", type=int, nargs="*", default=[], help="steps at which the LR is multiplied by 0.1")
+    p.add_argument("--milestones", type=int_at_least(1), nargs="*", default=[], help="steps at which the LR is multiplied by 0.1")
     p.add_argument("--out", type=Path, required=True, help="run directory (metrics.csv, checkpoints/)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", type=device, default="auto", help="auto | cpu | cuda")
     p.add_argument("--amp", action="store_true", help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from OUT/checkpoints/last.pt when it exists")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--workers", type=int_at_least(0), default=0, help="DataLoader worker processes")
+    p.add_argument("--log-every", type=int_at_least(1), default=10)
+    p.add_argument("--checkpoint-every", type=int_at_least(1), default=100)
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across GPUs (DDP on CUDA)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -67,27 +75,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p, lr=0.05, batch_size=16)
     add_task_arguments(p)
     p.add_argument("--contrastive", action="store_true", help="add the MoCo same-video branch")
-    p.add_argument("--queue-size", type=int, default=2048, help="MoCo queue length")
-    p.add_argument("--ctr-weight", type=float, default=0.5, help="weight of the contrastive loss")
+    p.add_argument("--queue-size", type=int_at_least(1), default=2048, help="MoCo queue length")
+    p.add_argument("--ctr-weight", type=non_negative_float, default=0.5, help="weight of the contrastive loss")
     p.add_argument("--same-batch", action="store_true", help="each video contributes every speed class")
     p.set_defaults(func=run_pretrain)
 
     p = subparsers.add_parser("finetune", help="supervised action classification from a checkpoint or from scratch",
                               description="Fine-tune (or linear-probe with --freeze) a classifier on the train split.")
     _common(p, lr=0.01, batch_size=16)
-    p.add_argument("--label-fraction", type=float, default=1.0, help="fraction of labelled train videos (per class)")
+    p.add_argument("--label-fraction", type=fraction, default=1.0, help="fraction of labelled train videos (per class)")
     p.add_argument("--init", default="random",
                    help="'random', a pretraining checkpoint, or a classifier.pt (its backbone is used); "
                         "backbone/width/norm/clip length/size/residual default to the checkpoint's")
     p.add_argument("--freeze", action="store_true", help="freeze the backbone (linear probe)")
-    p.add_argument("--stride", type=int, default=1, help="frame stride of the training and test clips")
-    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--stride", type=int_at_least(1), default=1, help="frame stride of the training and test clips")
+    p.add_argument("--dropout", type=probability, default=0.5)
     p.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=True,
                    help="after training, score the test split (10 clips per video) into OUT/result.json")
-    p.add_argument("--clips-per-video", type=int, default=10, help="uniformly spaced test clips per video")
+    p.add_argument("--clips-per-video", type=int_at_least(1), default=10, help="uniformly spaced test clips per video")
     p.add_argument("--averaging", choices=("softmax", "logits"), default="softmax",
                    help="how clip scores become a video score")
-    p.add_argument("--eval-batch-size", type=int, default=16, help="test clips per forward pass")
+    p.add_argument("--eval-batch-size", type=int_at_least(1), default=16, help="test clips per forward pass")
     p.set_defaults(func=run_finetune)
 
 
@@ -100,9 +108,17 @@ def _load_index(args: argparse.Namespace, info: Any, *, label_fraction: float = 
     from vsslkit.data.datasets import label_fraction as take_fraction
     from vsslkit.data.datasets import open_dataset
     from vsslkit.data.store import FrameStore, default_store_dir
+    from vsslkit.errors import UsageError
     from vsslkit.train.distributed import barrier
 
     index = open_dataset(args.data, split=args.split, subset="train")
+    if index.problems and info.is_main:  # skipped split entries are reported, as `vsslkit data check` does
+        print(f"{len(index.problems)} problem(s) in the split files of {args.data} (those entries are skipped):")
+        for problem in index.problems:
+            print(f"  {problem}")
+    if len(index) == 0:
+        raise UsageError(args.data, f"no training videos in split {args.split}"
+                         + (" (see the split-file problems above)" if index.problems else ""))
     if label_fraction < 1.0:
         index = take_fraction(index, label_fraction, args.seed)
     store = FrameStore(args.store or default_store_dir(), short_side=args.short_side)
@@ -115,6 +131,8 @@ def _load_index(args: argparse.Namespace, info: Any, *, label_fraction: float = 
         print(f"skipped {len(skipped)} unreadable videos:")
         for path, reason in skipped:
             print(f"  {path}: {reason}")
+    if len(index_counts) == 0:
+        raise UsageError(args.data, f"none of its {len(index)} training videos is readable (see the list above)")
     return index_counts, store
 
 
@@ -127,14 +145,14 @@ def _length(args: argparse.Namespace) -> tuple[int, int | None]:
 def run_pretrain(args: argparse.Namespace) -> int:
     import torch
 
+    from vsslkit.errors import UsageError
     from vsslkit.train.distributed import cleanup, init_distributed
-    from vsslkit.train.pretrain import MoCoConfig, PretrainConfig, pretrain
+    from vsslkit.train.pretrain import MoCoConfig, PretrainConfig, build_task, pretrain
 
     resolve_settings(args, defaults=TRAIN_DEFAULTS, sources=[])
     info = init_distributed(args.device)
     try:
         torch.manual_seed(args.seed)
-        index, store = _load_index(args, info)
         config = PretrainConfig(
             task=args.task, task_options=task_options(args),
             moco=MoCoConfig(weight=args.ctr_weight, queue_size=args.queue_size) if args.contrastive else None,
@@ -142,6 +160,11 @@ def run_pretrain(args: argparse.Namespace) -> int:
             norm=args.norm, clip_len=args.clip_len, size=args.size, residual=args.residual, flip=args.flip,
             batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, milestones=tuple(args.milestones),
             seed=args.seed)
+        try:
+            build_task(config)  # an unknown task or impossible task options fail before any data work
+        except ValueError as exc:
+            raise UsageError(f"--task {args.task}", str(exc)) from exc
+        index, store = _load_index(args, info)
         epochs, steps = _length(args)
         _, result = pretrain(config, paths=index.paths, num_frames=index.num_frames, source=store, out_dir=args.out,
                              epochs=epochs, max_steps=steps, device=info.device, workers=args.workers, amp=args.amp,

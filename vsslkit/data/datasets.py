@@ -21,17 +21,19 @@ from typing import Any
 
 import numpy as np
 
+from vsslkit.errors import UsageError
+
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".gif", ".flv", ".wmv")
 SUBSETS = ("train", "test", "all")
 UCF_SPLIT_DIR = "ucfTrainTestlist"
 HMDB_SPLIT_DIR = "testTrainMulti_7030_splits"
 
 
-class DatasetError(ValueError):
-    """The layout at `path` is unusable; `str()` is `"<path>: <reason>"`."""
+class DatasetError(UsageError, ValueError):
+    """The layout at `path` is unusable; `str()` is `"<path>: <reason>"` (the CLI prints it, exit 2)."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
-        super().__init__(f"{path}: {reason}")
+        super().__init__(path, reason)
         self.path, self.reason = Path(path), reason
 
 
@@ -222,7 +224,10 @@ def load_ucf101(root: str | os.PathLike, split: int = 1, subset: str = "train") 
     for list_file in list_files:
         if not list_file.is_file():
             raise DatasetError(list_file, "split file missing")
-        for lineno, raw in enumerate(_read_lines(list_file), 1):
+        lines = _read_lines(list_file)
+        if not any(line.strip() for line in lines):
+            problems.append(f"{list_file.name}: empty split file (an interrupted write? rebuild the dataset)")
+        for lineno, raw in enumerate(lines, 1):
             line = raw.strip()
             if not line:
                 continue
@@ -328,7 +333,10 @@ def load_hmdb51(root: str | os.PathLike, split: int = 1, subset: str = "train") 
     wanted = _HMDB_CODES[subset]
     for label, cls in enumerate(class_names):
         list_file = files[cls]
-        for lineno, raw in enumerate(_read_lines(list_file), 1):
+        lines = _read_lines(list_file)
+        if not any(line.strip() for line in lines):
+            problems.append(f"{list_file.name}: empty split file (an interrupted write? rebuild the dataset)")
+        for lineno, raw in enumerate(lines, 1):
             parts = raw.split()
             if not parts:
                 continue

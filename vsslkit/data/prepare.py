@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 import urllib.request
@@ -23,8 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vsslkit.atomic import write_text_atomic
 from vsslkit.data.datasets import HMDB_SPLIT_DIR, UCF_SPLIT_DIR, VideoIndex, load_hmdb51, load_ucf101
 from vsslkit.data.store import default_store_dir
+from vsslkit.errors import UsageError
 
 Log = Callable[[str], None]
 OFFICIAL_COUNTS = {"ucf101": 13320, "hmdb51": 6766}
@@ -39,11 +42,11 @@ _RAR_BACKENDS: tuple[tuple[str, Callable[[Path, Path], list[str]]], ...] = (
 )
 
 
-class PrepareError(RuntimeError):
-    """A preparation step failed on `path`; `str()` is `"<path>: <reason>"`."""
+class PrepareError(UsageError, RuntimeError):
+    """A preparation step failed on `path`; `str()` is `"<path>: <reason>"` (the CLI prints it, exit 2)."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
-        super().__init__(f"{path}: {reason}")
+        super().__init__(path, reason)
         self.path, self.reason = Path(path), reason
 
 
@@ -125,7 +128,7 @@ def archive_kind(path: str | os.PathLike) -> str:
         return "rar"
     if name.endswith(".zip"):
         return "zip"
-    if name.endswith(ARCHIVE_SUFFIXES[3:]):
+    if name.endswith(ARCHIVE_SUFFIXES[2:]):  # .tar and its compressed forms
         return "tar"
     raise PrepareError(path, f"unsupported archive type (expected one of {', '.join(ARCHIVE_SUFFIXES)})")
 
@@ -162,7 +165,7 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, *, log: Log = p
     else:
         _extract_rar(archive, dest)
     marker.parent.mkdir(exist_ok=True)
-    marker.write_text(json.dumps(stamp))
+    write_text_atomic(marker, json.dumps(stamp))
     return dest
 
 
@@ -177,6 +180,12 @@ def _extract_zip(archive: Path, dest: Path) -> None:
     try:
         with zipfile.ZipFile(archive) as zf:
             _check_members(archive, zf.namelist())
+            # the file type in a member's Unix mode (high 16 bits of external_attr; 0 when not recorded):
+            # only files and folders are extracted, a symlink or device entry refuses the archive
+            bad = [i.filename for i in zf.infolist()
+                   if stat.S_IFMT(i.external_attr >> 16) not in (0, stat.S_IFREG, stat.S_IFDIR)]
+            if bad:
+                raise PrepareError(archive, f"links or special files are not extracted: {bad[:3]}")
             zf.extractall(dest)
     except zipfile.BadZipFile as exc:
         raise PrepareError(archive, f"not a valid zip archive ({exc})") from exc

@@ -6,12 +6,15 @@ and a decode (about 100x faster on this machine; `vsslkit bench data` measures i
 Layout under `root`, per video and short side (key = readable stem + hash of the absolute
 source path and the short side):
   `<key>.npy`   uint8 `(T, h, w, 3)`, display orientation, short side resized to `short_side`
-  `<key>.json`  source path, size, mtime_ns, num_frames, fps, shape, ... and a format version
+  `<key>.json`  source path, size, mtime_ns, a content digest (first and last MiB + size),
+                num_frames, fps, shape, ... and a format version
   `<key>.lock`  flock'ed while building, so two processes never build the same video at once
 The `.npy` is written under a temporary name and renamed; the JSON is renamed into place last
 and is the commit marker: no JSON (or one that disagrees with the source's size/mtime or the
 `.npy` on disk) means "not stored", so a crash mid-build is never mistaken for a valid store.
-POSIX only (fcntl).
+Files are written with plain `write` calls, never through a memory map: on a full disk a write
+fails with ENOSPC (the build stops with one `DiskFullError` naming the store and removes its temp
+files) instead of the process dying of SIGBUS. POSIX only (fcntl).
 """
 
 from __future__ import annotations
@@ -33,9 +36,12 @@ import cv2
 import numpy as np
 
 from vsslkit.data.video import VideoError, VideoReader, frame_rotation, to_rgb
+from vsslkit.data.workers import die_with_parent
+from vsslkit.errors import DiskFullError, is_disk_full
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the record holds a content digest of the source
 _COPY_CHUNK_BYTES = 64 << 20
+_DIGEST_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,7 @@ class FrameStore:
     # ------------------------------------------------------------------ public API
 
     def ensure(self, video_path: str | os.PathLike) -> StoredVideo:
-        """Build the video's frames if missing or stale (source size/mtime changed)."""
+        """Build the video's frames if missing or stale (source size, mtime or content digest changed)."""
         source = _absolute(video_path)
         key = self.key(source)
         meta = self._valid_meta(source, key)
@@ -128,6 +134,7 @@ class FrameStore:
         """Store every video; a bad one is skipped with its reason, never stopping the build.
 
         `workers > 1` builds in that many spawned processes (the per-video lock keeps it safe).
+        A full disk is not a bad video: it stops the build with a `DiskFullError`.
         """
         from tqdm.auto import tqdm
 
@@ -139,11 +146,16 @@ class FrameStore:
                     reasons[i] = _try_ensure(self.root, self.short_side, path)
                     bar.update(1)
             else:
-                with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                         initializer=die_with_parent) as pool:
                     futures = {pool.submit(_try_ensure, self.root, self.short_side, p): i for i, p in enumerate(paths)}
-                    for future in as_completed(futures):
-                        reasons[futures[future]] = future.result()
-                        bar.update(1)
+                    try:
+                        for future in as_completed(futures):
+                            reasons[futures[future]] = future.result()
+                            bar.update(1)
+                    except BaseException:
+                        pool.shutdown(wait=True, cancel_futures=True)
+                        raise
         report = BuildReport()
         for i, path in enumerate(paths):
             if reasons[i] is None:
@@ -188,12 +200,15 @@ class FrameStore:
         }
         if any(meta.get(k) != v for k, v in expected.items()):
             return None
+        if meta.get("content") != _content_digest(source):  # rewritten in place with size and mtime restored
+            return None
         if _npy_shape(self.root / f"{key}.npy") != tuple(meta.get("shape", ())):
             return None
         return meta
 
     def _build(self, source: Path, key: str) -> dict:
         stat = _source_stat(source)  # taken before decoding: a change during the build means stale
+        content = _content_digest(source)
         final_npy, final_json = self.root / f"{key}.npy", self.root / f"{key}.json"
         for stale in self.root.glob(f".{key}.*"):  # leftovers of crashed builds (we hold the lock)
             stale.unlink(missing_ok=True)
@@ -202,20 +217,14 @@ class FrameStore:
         raw, tmp_npy, tmp_json = (self.root / f"{tmp}.{ext}" for ext in ("raw", "npy", "json"))
         try:
             count, shape, fps, rotation, codec, error = _decode_to_raw(source, raw, self.short_side)
-            stored = np.lib.format.open_memmap(tmp_npy, mode="w+", dtype=np.uint8, shape=(count, *shape))
-            flat = np.memmap(raw, dtype=np.uint8, mode="r", shape=(count, *shape))
-            step = max(1, _COPY_CHUNK_BYTES // max(1, int(np.prod(shape))))
-            for start in range(0, count, step):
-                stored[start : start + step] = flat[start : start + step]
-            stored.flush()
-            del stored, flat
-            _fsync(tmp_npy)
-            os.replace(tmp_npy, final_npy)
+            _raw_to_npy(raw, tmp_npy, (count, *shape))
+            raw.unlink()  # free its space before the JSON is written
             meta = {
                 "format": FORMAT_VERSION,
                 "source": str(source),
                 "size": stat.st_size,
                 "mtime_ns": stat.st_mtime_ns,
+                "content": content,
                 "short_side": self.short_side,
                 "num_frames": count,
                 "fps": fps,
@@ -226,8 +235,14 @@ class FrameStore:
             }
             tmp_json.write_text(json.dumps(meta, indent=1))
             _fsync(tmp_json)
+            os.replace(tmp_npy, final_npy)  # renames need no space: both files are complete now
             os.replace(tmp_json, final_json)  # the commit
             return meta
+        except OSError as exc:
+            if is_disk_full(exc):
+                final_npy.unlink(missing_ok=True)
+                raise DiskFullError(self.root, f"the frame store ({source.name})") from exc
+            raise
         finally:
             for path in (raw, tmp_npy, tmp_json):
                 path.unlink(missing_ok=True)
@@ -251,14 +266,48 @@ def _decode_to_raw(source: Path, raw: Path, short_side: int) -> tuple[int, tuple
     return count, shape, float(rate) if rate else 0.0, rotation, codec, error
 
 
+def _raw_to_npy(raw: Path, npy: Path, shape: tuple[int, ...]) -> None:
+    """Write a `.npy` header then the raw bytes with plain writes (ENOSPC raises; no SIGBUS), fsync."""
+    with open(npy, "wb") as out, open(raw, "rb") as src:
+        np.lib.format.write_array_header_1_0(out, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        while chunk := src.read(_COPY_CHUNK_BYTES):
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _content_digest(source: Path) -> str:
+    """sha1 of the size and the first and last MiB: catches a file rewritten with size and mtime kept."""
+    digest = hashlib.sha1()
+    try:
+        with open(source, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            digest.update(str(size).encode() + b"\0" + f.read(_DIGEST_BYTES))
+            if size > _DIGEST_BYTES:
+                f.seek(max(_DIGEST_BYTES, size - _DIGEST_BYTES))
+                digest.update(f.read(_DIGEST_BYTES))
+    except FileNotFoundError:
+        raise VideoError(source, "file not found") from None
+    except OSError as exc:
+        raise VideoError(source, f"cannot read ({exc.strerror})") from None
+    return digest.hexdigest()
+
+
 def _try_ensure(root: Path, short_side: int, path: Path) -> str | None:
-    """None when stored, else the reason (top level so spawned workers can run it)."""
+    """None when stored, else the reason (top level so spawned workers can run it).
+
+    A full disk is raised (`DiskFullError`), never returned as the video's fault.
+    """
     try:
         FrameStore(root, short_side=short_side).ensure(path)
         return None
     except VideoError as exc:
         return exc.reason
-    except Exception as exc:  # noqa: BLE001 -- one bad video must never stop a build; report it by name
+    except DiskFullError:
+        raise
+    except Exception as exc:
+        if is_disk_full(exc):  # e.g. the lock file could not be created
+            raise DiskFullError(root, f"the frame store ({path.name})") from exc
         return f"{type(exc).__name__}: {exc}"
 
 

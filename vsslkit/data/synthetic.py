@@ -26,6 +26,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vsslkit.atomic import write_text_atomic
+from vsslkit.data.workers import die_with_parent
+from vsslkit.errors import DiskFullError, is_disk_full
+
 CLASSES: tuple[str, ...] = (
     "MoveRight", "MoveLeft", "MoveUp", "MoveDown", "RotateCW", "RotateCCW", "Approach", "Recede",
     "Bounce", "Accelerate", "Decelerate", "StopAndGo", "Zigzag", "Orbit",
@@ -435,16 +439,19 @@ def make_synthetic(
         raise FileExistsError(f"{out}: has a videos/ folder that is not an unfinished synthetic set with these "
                               "parameters; choose another --out or delete it")
     out.mkdir(parents=True, exist_ok=True)
-    partial_path.write_text(json.dumps(request))
     started = time.perf_counter()
     jobs = [(str(out), seed, size, cls, g, k, fps, vid, tuple(length_range), camera)
             for vid, cls, g, k in _video_plan(videos_per_class)]
-    videos = _run_jobs(jobs, workers, progress)
-    _write_splits(out, videos)
-    meta = {"request": request, "seconds": round(time.perf_counter() - started, 1), "videos": videos}
-    tmp = meta_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, meta_path)
+    try:
+        write_text_atomic(partial_path, json.dumps(request))
+        videos = _run_jobs(jobs, workers, progress)
+        _write_splits(out, videos)
+        meta = {"request": request, "seconds": round(time.perf_counter() - started, 1), "videos": videos}
+        write_text_atomic(meta_path, json.dumps(meta, indent=1))  # the commit: the set is complete
+    except (OSError, DiskFullError) as exc:
+        if is_disk_full(exc):  # videos and split files already written are whole; synthetic.json is not there
+            raise DiskFullError(out, "the synthetic dataset (finished videos are kept)") from exc
+        raise
     partial_path.unlink()
     return out
 
@@ -461,7 +468,8 @@ def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list[dict[str,
                 bar.update()
         else:
             # spawn: safe even when the caller already started torch/OpenMP threads
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                     initializer=die_with_parent) as pool:
                 for info in pool.map(_make_one, jobs, chunksize=4):
                     results.append(info)
                     bar.update()
@@ -476,10 +484,10 @@ def _remove_videos(out: Path, meta: dict[str, Any]) -> None:
 
 
 def _write_splits(out: Path, videos: list[dict[str, Any]]) -> None:
-    """classInd.txt and trainlist/testlist 01–03 in UCF101's exact format."""
+    """classInd.txt and trainlist/testlist 01–03 in UCF101's exact format, each written atomically."""
     split_dir = out / "ucfTrainTestlist"
     split_dir.mkdir(parents=True, exist_ok=True)
-    (split_dir / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(CLASSES)))
+    write_text_atomic(split_dir / "classInd.txt", "".join(f"{i + 1} {c}\n" for i, c in enumerate(CLASSES)))
     for k, test_groups in TEST_GROUPS.items():
         train_lines, test_lines = [], []
         for v in videos:
@@ -488,8 +496,8 @@ def _write_splits(out: Path, videos: list[dict[str, Any]]) -> None:
                 test_lines.append(f"{rel}\n")
             else:
                 train_lines.append(f"{rel} {CLASSES.index(v['class_name']) + 1}\n")
-        (split_dir / f"trainlist0{k}.txt").write_text("".join(train_lines))
-        (split_dir / f"testlist0{k}.txt").write_text("".join(test_lines))
+        write_text_atomic(split_dir / f"trainlist0{k}.txt", "".join(train_lines))
+        write_text_atomic(split_dir / f"testlist0{k}.txt", "".join(test_lines))
 
 
 def load_metadata(root: str | os.PathLike) -> dict[str, Any]:

@@ -55,6 +55,8 @@ class VideoInfo:
 
     `num_frames` is the number of decodable frames; `duration` is num_frames / fps (container
     durations are unreliable); `decode_error` is empty unless decoding stopped early.
+    `declared_frames` is the container's own count (0 when it has none); `short_warning` says
+    when far fewer frames decode than it declares (a file cut short, or a container that lies).
     """
 
     path: str
@@ -66,6 +68,15 @@ class VideoInfo:
     duration: float
     codec: str
     decode_error: str = ""
+    declared_frames: int = 0
+
+    @property
+    def short_warning(self) -> str:
+        """"only N of M declared frames decoded ..." when frames are missing, else "" (AVIs declare one extra)."""
+        if self.declared_frames > self.num_frames + 1:
+            return (f"only {self.num_frames} of {self.declared_frames} declared frames decoded "
+                    "(a truncated file, or a container that miscounts)")
+        return ""
 
 
 class VideoReader:
@@ -144,6 +155,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             duration=float(reader.count / rate),
             codec=reader.codec,
             decode_error=reader.error,
+            declared_frames=int(reader.stream.frames or 0),
         )
 
 

@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from vsslkit import __version__
+from vsslkit.atomic import write_text_atomic
 
 # Protocol fields that never make two runs "different protocols" when aggregating over seeds.
 _RUN_FIELDS = ("seed", "command", "checkpoint_sha256", "checkpoint")
@@ -81,15 +81,7 @@ def write_result(path: str | os.PathLike, metrics: dict[str, Any], protocol: Pro
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     text = json.dumps(payload, indent=2, sort_keys=True, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, text + "\n")
 
 
 def load_results(paths: list[str | os.PathLike]) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from vsslkit.atomic import write_text_atomic
 from vsslkit.experiments.paired import DownstreamConfig, downstream, ensure_synthetic, load_data
 from vsslkit.experiments.quickstart import CPU_DOWNSTREAM, CPU_PRETRAIN
 from vsslkit.experiments.report import fmt, markdown_table, mean_std
@@ -125,8 +126,8 @@ def run_ablation(plan: AblationPlan) -> dict[str, Any]:
                 "downstream": asdict(plan.downstream), "dataset": str(plan.data_root), "split": data.split,
                 "variants": {name: (cfg.to_json() if cfg else None) for name, cfg in plan.variants},
                 "minutes": round(minutes, 1), "device": device.type}
-    (out / "table.md").write_text(table + "\n", encoding="utf-8")
-    (out / "results.json").write_text(json.dumps({"protocol": protocol, "results": results}, indent=1))
+    write_text_atomic(out / "table.md", table + "\n")
+    write_text_atomic(out / "results.json", json.dumps({"protocol": protocol, "results": results}, indent=1))
     print(table)
     return {"table": table, "results": results, "protocol": protocol}
 

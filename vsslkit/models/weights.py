@@ -11,7 +11,7 @@ agree on what "load a pretrained backbone" means:
 - a tensor under "backbone." that the backbone lacks, or one with another shape, means the
   checkpoint belongs to another architecture or width: an error naming the file.
 
-Only torch is imported here (models depend on nothing else of ours).
+Only torch and the leaf `vsslkit.errors` are imported here (models depend on nothing else of ours).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from vsslkit.errors import checkpoint_error
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _BACKBONE = "backbone."
@@ -46,7 +48,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise checkpoint_error(path, exc) from exc  # a ValueError; never suggests weights_only=False
     if not isinstance(raw, dict):
         raise TypeError(f"{path}: checkpoint holds a {type(raw).__name__}, expected a dict")
     return raw

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,16 @@ import numpy as np
 import torch
 
 import vsslkit
+from vsslkit.errors import DiskFullError, checkpoint_error, is_disk_full
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *, keep_previous: bool = False) -> Path:
     """Write `state` to `path` atomically: temp file in the same directory, fsync, `os.replace`.
 
     A reader (or a resumed run after SIGKILL) sees either the old file or the new one, never a
-    torn write.
+    torn write. With `keep_previous`, the file being replaced stays as `previous_checkpoint(path)`
+    (a hard link, so no copy), the fallback when `path` turns out unreadable. A full disk raises
+    `DiskFullError` and leaves the existing files untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,27 +37,52 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        if keep_previous and path.is_file():
+            _keep_as_previous(path)
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)  # make the rename itself durable
         finally:
             os.close(dir_fd)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
+        if is_disk_full(exc):
+            raise DiskFullError(path, "a checkpoint") from exc
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
 
 
+def previous_checkpoint(path: str | os.PathLike) -> Path:
+    """Where `save_checkpoint(..., keep_previous=True)` keeps the replaced file (`last.pt` -> `prev.pt`)."""
+    path = Path(path)
+    return path.with_name(f"prev{path.suffix}" if path.stem == "last" else f"{path.stem}.prev{path.suffix}")
+
+
+def _keep_as_previous(path: Path) -> None:
+    previous = previous_checkpoint(path)
+    tmp = path.with_name(f".{previous.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(path, tmp)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        shutil.copyfile(path, tmp)  # a filesystem without hard links
+    os.replace(tmp, previous)
+
+
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with the safe unpickler; a clear error names the file on failure."""
+    """Load a checkpoint with the safe unpickler; a one-line `CheckpointError` names the file on failure."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise RuntimeError(f"{path}: not a loadable vsslkit checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise checkpoint_error(path, exc) from exc
 
 
 # Alias names used in docs/architecture.md.
@@ -98,6 +127,7 @@ def make_state(
     epoch: int = 0,
     step: int = 0,
     config: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The dictionary `save_checkpoint` writes (weights of an uncompiled, unwrapped model)."""
     return {
@@ -110,6 +140,7 @@ def make_state(
         "epoch": int(epoch),
         "step": int(step),
         "config": dict(config or {}),
+        **({"settings": dict(settings)} if settings else {}),
         "vsslkit_version": vsslkit.__version__,
     }
 

@@ -9,6 +9,7 @@ the crops of step `s` are seeded by `s` (see `vsslkit.data.clips.BatchPreparer`)
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,7 +20,15 @@ import torch
 from tqdm.auto import tqdm
 
 from vsslkit.data.clips import EpochSampler, ReadFailure
-from vsslkit.train.checkpoint import load_checkpoint, make_state, save_checkpoint, set_rng_state, unwrap
+from vsslkit.errors import CheckpointError, UsageError
+from vsslkit.train.checkpoint import (
+    load_checkpoint,
+    make_state,
+    previous_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+    unwrap,
+)
 from vsslkit.train.distributed import DistInfo, mean_across_ranks, wrap_for_training
 from vsslkit.train.logging import MetricsLogger, Row
 
@@ -95,6 +104,7 @@ def fit(
     on_log: Callable[[Row], None] | None = None,
     tensorboard: bool = False,
     config: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
     dist_info: DistInfo | None = None,
     sync_bn: bool = False,
     find_unused_parameters: bool = False,
@@ -106,7 +116,9 @@ def fit(
     `out_dir/checkpoints/last.pt` is loaded and training continues from the next batch (exactly
     the batch an uninterrupted run would have seen when the loader uses an `EpochSampler`).
     Checkpoints are written every `checkpoint_every` steps and at epoch ends (unless it is None),
-    and always after the last step.
+    and always after the last step. `config` (and `settings`: training choices a recipe keeps out of
+    its model config, e.g. the learning rate) are stored in the checkpoint; resuming with other
+    values raises `ResumeMismatchError` listing them.
     `amp` uses float16 + GradScaler on CUDA and bfloat16 autocast on CPU. Each logged row holds the
     mean of the loss and metrics over the `log_every` steps since the previous row.
     """
@@ -129,9 +141,16 @@ def fit(
 
     # --- resume ----------------------------------------------------------------------------
     step, epoch, position, resumed_from = 0, 0, 0, None
-    if resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, map_location=device)
-        unwrap(model).load_state_dict(state["model"])
+    state = _resume_state(ckpt_path, device, info) if resume else None
+    if state is not None:
+        check_same_config(_with_settings(state.get("config"), state.get("settings")),
+                          _with_settings(config, settings), ckpt_path)
+        try:
+            unwrap(model).load_state_dict(state["model"])
+        except RuntimeError as exc:  # same config, other model (a library caller without config)
+            first = str(exc).strip().splitlines()[-1].strip()
+            raise ResumeMismatchError(ckpt_path, f"does not fit this model ({first}); resume=False (--no-resume) "
+                                      "starts over, or use another out_dir (--out)") from exc
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state["scheduler"] is not None:
             scheduler.load_state_dict(state["scheduler"])
@@ -167,7 +186,7 @@ def fit(
             save_checkpoint(ckpt_path, make_state(model=model, optimizer=optimizer, scheduler=scheduler,
                                                   scaler=scaler if scaler.is_enabled() else None,
                                                   sampler_state=sampler_state, epoch=at_epoch, step=step,
-                                                  config=config))
+                                                  config=config, settings=settings), keep_previous=True)
 
     # --- the loop --------------------------------------------------------------------------
     batch_size = train_loader.batch_size or 1
@@ -243,6 +262,65 @@ def fit(
     return FitResult(steps=step, epochs=epoch, final_loss=last_loss, history=history, out_dir=out_dir,
                      checkpoint=ckpt_path if info.is_main else None, seconds=time.perf_counter() - t_start,
                      resumed_from=resumed_from, failures=failures)
+
+
+class ResumeMismatchError(UsageError):
+    """The run directory holds a checkpoint of another run (other settings or another model)."""
+
+
+def check_same_config(stored: dict[str, Any], current: dict[str, Any], ckpt_path: str | Path) -> None:
+    """Refuse to resume a run whose settings changed: one line listing every differing key.
+
+    Compared as JSON (tuples and lists alike), nested dicts key by key, so it holds whatever the
+    config's layout. Either side empty (an old checkpoint, a caller without config) is accepted.
+    """
+    if not stored or not current:
+        return
+    old, new = _flat(json.loads(json.dumps(stored, default=str))), _flat(json.loads(json.dumps(current, default=str)))
+    differ = [k for k in sorted(set(old) | set(new)) if old.get(k, _MISSING) != new.get(k, _MISSING)]
+    if differ:
+        shown = ", ".join(f"{k} {_show(old.get(k, _MISSING))} -> {_show(new.get(k, _MISSING))}" for k in differ)
+        raise ResumeMismatchError(ckpt_path, f"was written with other settings ({shown}); resume=False "
+                                  "(--no-resume) starts over, or use another out_dir (--out)")
+
+
+_MISSING = object()
+
+
+def _with_settings(config: dict[str, Any] | None, settings: dict[str, Any] | None) -> dict[str, Any]:
+    return {**(config or {}), **({"training": settings} if settings else {})}
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is _MISSING else json.dumps(value)
+
+
+def _resume_state(ckpt_path: Path, device: torch.device, info: DistInfo) -> dict[str, Any] | None:
+    """The checkpoint to resume from: `last.pt`, or `prev.pt` with a warning when `last.pt` is unreadable."""
+    previous = previous_checkpoint(ckpt_path)
+    if not ckpt_path.is_file() and not previous.is_file():
+        return None
+    try:
+        return load_checkpoint(ckpt_path, map_location=device)
+    except (CheckpointError, FileNotFoundError) as exc:
+        if not previous.is_file():
+            raise
+        try:
+            state = load_checkpoint(previous, map_location=device)
+        except CheckpointError:
+            raise exc from None
+        if info.is_main:
+            tqdm.write(f"warning: {exc}; resuming from the previous checkpoint {previous} (step {state['step']})")
+        return state
 
 
 def _find_sampler(loader: torch.utils.data.DataLoader) -> EpochSampler | None:

@@ -25,7 +25,6 @@ from vsslkit.tasks.same_batch import all_transforms
 from vsslkit.train.distributed import DistInfo
 from vsslkit.train.loop import FitResult, fit, make_optimizer, make_scheduler
 
-
 CONFIG_FORMAT = 2  # 1: flat MoCo fields and positional clips (before the task-shape redesign)
 
 

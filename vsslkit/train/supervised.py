@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsslkit.atomic import write_text_atomic
 from vsslkit.data.clips import BatchPreparer, ClipDataset, EpochSampler, collate
 from vsslkit.models import build_backbone
 from vsslkit.models.heads import LinearHead
@@ -183,9 +184,11 @@ def train_classifier(
                             device=info.device, rank=info.rank)
     result = fit(model, loader, optimizer=opt, scheduler=scheduler, epochs=epochs, max_steps=max_steps,
                  out_dir=out_dir, prepare=prepare, device=info.device, amp=amp, resume=resume, progress=progress,
-                 config=plain_config, dist_info=info, log_every=log_every, checkpoint_every=checkpoint_every)
+                 config=plain_config, dist_info=info, log_every=log_every, checkpoint_every=checkpoint_every,
+                 settings={"lr": lr, "batch_size": batch_size, "optimizer": optimizer, "milestones": list(milestones),
+                           "seed": seed, "videos": len(dataset)})  # resuming with other choices is refused
     if info.is_main:
         out = Path(out_dir)
         save_checkpoint(out / "classifier.pt", {"model": model.state_dict(), "config": plain_config})
-        (out / "classifier.json").write_text(json.dumps(plain_config, indent=1))
+        write_text_atomic(out / "classifier.json", json.dumps(plain_config, indent=1))
     return model, result
