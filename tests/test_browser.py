@@ -108,6 +108,10 @@ def lab(tmp_path_factory):
     tracker = dirs["settings"] / "@jupyterlab" / "notebook-extension"
     tracker.mkdir(parents=True)
     (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    # No "get Jupyter news?" toast over the screenshots (the machine has no network anyway).
+    notification = dirs["settings"] / "@jupyterlab" / "apputils-extension"
+    notification.mkdir(parents=True)
+    (notification / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
     token, port = secrets.token_hex(24), _free_port()
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(dirs["config"]), JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
                JUPYTERLAB_WORKSPACES_DIR=str(dirs["workspaces"]), JUPYTERLAB_SETTINGS_DIR=str(dirs["settings"]),
@@ -334,14 +338,14 @@ def _act(page, kind: str, control: str) -> str:
     el = page.locator(f'[data-vsslkit-control="{control}"]')
     el.scroll_into_view_if_needed()
     if kind == "slider":
+        # To the far end of its range (Home/End): the extremes are where invalid values used to hide.
         handle = el.locator(".noUi-handle").first
         readout = el.locator(".widget-readout").first
         old = readout.inner_text()
+        low, high, now = (float(handle.get_attribute(a)) for a in ("aria-valuemin", "aria-valuemax", "aria-valuenow"))
         handle.focus()
-        page.keyboard.press("ArrowRight")
+        page.keyboard.press("End" if high - now >= now - low else "Home")
         time.sleep(0.3)
-        if readout.inner_text() == old:  # already at its maximum
-            page.keyboard.press("ArrowLeft")
         return f"slider '{el.locator('.widget-label').first.inner_text()}' {old} -> {readout.inner_text()}"
     if kind in ("dropdown", "select"):
         box = el.locator("select").first
@@ -371,10 +375,16 @@ def interact(page, name: str, run: BrowserRun, shots: Path) -> None:
     """Operate every visible control once; the output around it must change within 30 s."""
     controls = page.evaluate(CONTROLS_JS)
     order = {"slider": 0, "plotly-slider": 1, "plotly-button": 2, "button": 3, "select": 4, "dropdown": 5}
-    for n, c in enumerate(sorted(controls, key=lambda c: order[c["kind"]])):
+    queue = sorted(controls, key=lambda c: order[c["kind"]])
+    hidden: list[dict] = []
+    for n, c in enumerate(queue):
         before = page.evaluate(VIEW_JS, c["id"])
         if before is None or not before["visible"]:
-            run.interactions.append(f"{c['kind']} (hidden by the app, skipped)")
+            if c not in hidden:  # hidden by the app for the current choice: try again after the others
+                hidden.append(c)
+                queue.append(c)
+            else:
+                run.interactions.append(f"{c['kind']} (hidden by the app for every choice tried, skipped)")
             continue
         action = _act(page, c["kind"], c["id"])
         if "nothing to choose" in action:
@@ -411,7 +421,7 @@ def check_notebook(lab: Lab, browser, source: Path, artifacts: Path, *, interact
     shots = artifacts / source.stem
     shots.mkdir(parents=True, exist_ok=True)
     run = BrowserRun(source.name)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1400, "height": 1800})
     page = context.new_page()
     page.on("console", _console_listener(run.problems))
     page.on("pageerror", lambda exc: run.problems.append(f"uncaught page error: {str(exc)[:400]}"))

@@ -297,10 +297,10 @@ def committed_result_summary(path: str | os.PathLike | None = None) -> str:
     protocol, runs = data["protocol"], data["runs"]
     fraction = protocol["downstream"]["label_fraction"]
     labelled = {r["finetune"]["labelled_videos"] for seeds in runs.values() for r in seeds}
-    lines = [f"Committed full CPU recipe (`{path.name}`): {len(protocol['seeds'])} paired seeds, "
-             f"{protocol['pretrain_steps']} pretraining steps, {fraction:.0%} labels = "
-             f"{', '.join(map(str, sorted(labelled)))} labelled videos of {protocol['train_videos']}, "
-             f"{protocol['test_videos']} test videos."]
+    lines = [(f"Committed full CPU recipe (`{path.name}`): {len(protocol['seeds'])} paired seeds, "
+              f"{protocol['pretrain_steps']} pretraining steps, {fraction:.0%} labels = "
+              f"{', '.join(map(str, sorted(labelled)))} labelled videos of {protocol['train_videos']}, "
+              f"{protocol['test_videos']} test videos.")]
     for section, key, what in (("linear_probe", "video_accuracy", "linear probe video accuracy"),
                                ("retrieval", "R@1", "frozen R@1"),
                                ("finetune", "video_accuracy", "fine-tuned video accuracy")):
