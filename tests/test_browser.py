@@ -37,7 +37,7 @@ CHROMIUM = os.environ.get("VSSLKIT_CHROMIUM", "/usr/bin/chromium")
 # The flags that work on the kit's machines (root, no GPU, small /dev/shm, no network).
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-RUN_TIMEOUT_S = float(os.environ.get("VSSLKIT_BROWSER_TIMEOUT", "900"))  # per notebook, as nbval's cell timeout
+RUN_TIMEOUT_S = float(os.environ.get("VSSLKIT_BROWSER_TIMEOUT", "1800"))  # per notebook; 04 took 812 s at load 13
 CHANGE_TIMEOUT_S = 30.0  # a widget callback (kernel round trip, a redraw) under load
 # Console errors that say nothing about the notebooks, each with the reason it is harmless.
 BENIGN_CONSOLE = {
