@@ -15,6 +15,7 @@ skips, unless `VSSLKIT_REQUIRE_BROWSER=1` (CI) makes that a failure.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import secrets
@@ -126,6 +127,30 @@ def lab(tmp_path_factory):
     with open(log, "wb") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
     server = Lab(f"http://127.0.0.1:{port}", token, root, process, log)
+
+    def stop() -> None:
+        """SIGTERM to the server's process group (it shuts its kernels down), SIGKILL if it lingers."""
+        if process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=20)
+        except ProcessLookupError:
+            pass
+
+    # pytest killed by `timeout` (SIGTERM) skips fixture finalizers: stop the server from the signal too.
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame) -> None:
+        stop()
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    atexit.register(stop)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -138,15 +163,9 @@ def lab(tmp_path_factory):
                 time.sleep(0.5)
         yield server
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(timeout=20)
+        stop()
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        atexit.unregister(stop)
 
 
 @pytest.fixture(scope="module")
