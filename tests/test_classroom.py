@@ -145,3 +145,20 @@ def test_setup_is_the_notebooks_first_cell(monkeypatch, tmp_path, capsys, value,
     assert runs.is_dir() and runs.parent == tmp_path and runs.name.startswith("vsslkit-notebook-")
     assert not any(runs.iterdir()) and again.runs != runs and again.runs.is_dir()
     assert capsys.readouterr().out == f"{mode}\n{mode}\n"
+
+
+def test_committed_result_summary_reads_the_numbers_from_the_file(tmp_path):
+    import json
+
+    seed = {"linear_probe": {"video_accuracy": 10.0}, "retrieval": {"R@1": 20.0},
+            "finetune": {"video_accuracy": 30.0, "labelled_videos": 42}}
+    doc = {"protocol": {"seeds": [0, 1], "pretrain_steps": 250, "train_videos": 420, "test_videos": 182,
+                        "downstream": {"label_fraction": 0.1}},
+           "runs": {"random init": [seed, seed], "pretrained": [seed, {**seed, "retrieval": {"R@1": 30.0}}]}}
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps(doc))
+    text = classroom.committed_result_summary(path)
+    assert "2 paired seeds, 250 pretraining steps, 10% labels = 42 labelled videos of 420, 182 test videos" in text
+    assert "frozen R@1: random init 20.0 ± 0.0 % · pretrained 25.0 ± 7.1 %" in text
+    assert "no committed result" in classroom.committed_result_summary(tmp_path / "missing.json")
+    assert "linear probe" in classroom.committed_result_summary()  # the file the notebook reads is in the repo

@@ -50,6 +50,8 @@ def test_features_by_hand_and_batch_independent():
     a = extract_video_features(Identity(), paths, src, batch_size=2, **kw)
     b = extract_video_features(Identity(), paths, src, batch_size=100, **kw)
     np.testing.assert_allclose(a, b, rtol=1e-6)
+    shown = extract_video_features(Identity(), paths, src, batch_size=2, progress=True, **kw)  # tqdm bar only
+    np.testing.assert_array_equal(a, shown)
     assert a.shape == (5, 3)  # every video kept, even the last partial batch
     # Video 0: span 7 of 10 frames, starts linspace(0, 3, 3) -> 0, 2, 3 (round half to even: 1.5 -> 2).
     # Clip means: start + 3 frames of stride 2 -> start + 3; average over clips -> (3 + 5 + 6) / 3.

@@ -129,14 +129,55 @@ def test_retrieval_explorer_callbacks_and_recall_tables():
     assert explorers.recall_curves(results)["random"] == {1: 100.0, 2: 100.0, 5: 100.0}
     assert explorers.recall_markdown(results).splitlines()[2] == "| random | 100.0 | 100.0 | 100.0 |"
     assert explorers.query_options(queries)[2] == ("Bounce · q_2.mp4", 2)
-    frames, shown = ArrayFrames(), []
-    box = explorers.retrieval_explorer(results, queries=queries, gallery=gallery, frames=frames, k=2,
-                                       display=shown.append)
-    assert shown[0].data[0].x == (1, 2, 5)
-    dropdown = box.children[1]
+    frames = ArrayFrames()
+    box = explorers.retrieval_explorer(results, queries=queries, gallery=gallery, frames=frames, k=2)
+    dropdown = box.children[0]  # no second R@k figure above it: the notebook draws that once
     dropdown.value = 2
-    assert "2 of 2 neighbours share" in box.children[2].value and box.children[3].value[:2] == b"\xff\xd8"
+    assert "2 of 2 neighbours share" in box.children[1].value and box.children[2].value[:2] == b"\xff\xd8"
     assert set(box.pick(0)) == {"random", "pretrained"}
+    chance = {1: 0.25, 2: 0.5, 5: 1.0}
+    assert explorers.recall_markdown(results, chance=chance).splitlines()[-1] == \
+        "| *chance (random ranking)* | *25.0* | *50.0* | *100.0* |"
+
+
+def test_retrieval_reading_states_the_moves_of_this_run():
+    from vsslkit.eval.retrieval import RetrievalResult
+
+    def result(r1, r5):
+        return RetrievalResult(recall={1: r1, 5: r5}, neighbours=np.zeros((1, 5), int), similarities=np.zeros((1, 5)),
+                               hits=np.zeros((1, 2), bool), ks=(1, 5))
+
+    text = explorers.retrieval_reading({"random": result(0.2, 0.38), "pretrained": result(0.25, 0.55)},
+                                       baseline="random", chance={1: 0.07, 5: 0.3}, noise=2.4)
+    assert "R@1 20.0 → 25.0 % (+5.0 points; chance 7.0 %)" in text and "R@5 38.0 → 55.0 % (+17.0 points" in text
+    assert "the largest move is +17.0 points" in text
+    flat = explorers.retrieval_reading({"random": result(0.2, 0.4), "pretrained": result(0.21, 0.4)},
+                                       baseline="random", chance={1: 0.07, 5: 0.3}, noise=2.4)
+    assert "no move beyond one query (2.4 points)" in flat
+
+
+def test_chance_recall_is_the_hypergeometric_miss_probability():
+    from vsslkit.eval.retrieval import chance_recall, informative_ks
+
+    gallery = np.repeat(np.arange(14), 5)  # 70 training videos, 5 per class
+    queries = np.arange(14)
+    assert chance_recall(queries, gallery, 1) == pytest.approx(5 / 70)
+    assert chance_recall(queries, gallery, 66) == 1.0  # 66 draws cannot all miss 5 of 70
+    assert 0.8 < chance_recall(queries, gallery, 20) < 0.85
+    assert informative_ks(queries, gallery, (1, 5, 10, 20, 50)) == (1, 5, 10, 20)
+
+
+def test_pretext_reading_is_written_from_the_summary():
+    class Summary:
+        def __init__(self, accuracy, counts):
+            self.accuracy, self.chance, self.majority = accuracy, 0.25, 0.27
+            self.names, self.counts = ["p=1", "p=2", "p=3", "p=4"], np.asarray(counts)
+
+    good = Summary(0.46, [[5, 1, 0, 0], [2, 4, 0, 0], [0, 0, 3, 3], [0, 0, 1, 5]])
+    text = explorers.pretext_reading({"pace": {"speed": good}, "flat": {"speed": Summary(0.26, np.eye(4))}})
+    assert "**pace** (`speed`, 4 classes): 46.0 % of held-out clips right, against 25.0 % chance and 27.0 %" in text
+    assert "**above chance**" in text and "Most confused: true p=3 answered as p=4 (50 % of its clips)" in text
+    assert "**flat**" in text and "**near chance**" in text
 
 
 def test_live_curves_collects_rows_and_redraws():

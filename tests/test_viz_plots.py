@@ -13,7 +13,9 @@ def test_plan_timeline_one_trace_per_plan_and_marks_the_change():
     fig = plots.plan_timeline([constant_plan(40, 8, 2, rng), change], num_frames=40, names=["a", "b"])
     assert [t.name for t in fig.data] == ["a", "b"]
     assert list(fig.data[1].x) == [0, 1, 2, 3, 5, 7, 9, 11]
-    assert any("speed change at clip frame 4" in (a.text or "") for a in fig.layout.annotations)
+    assert any("speed change at m = 4" in (a.text or "") for a in fig.layout.annotations)
+    residual = plots.plan_timeline([change], num_frames=40, extra_frames=1)  # plan position 4 = m 3 (+1 frame)
+    assert any("speed change at m = 3" in (a.text or "") for a in residual.layout.annotations)
 
 
 def test_film_strip_tiles_frames_in_order():
@@ -24,6 +26,27 @@ def test_film_strip_tiles_frames_in_order():
     assert sheet[0, 5, 0] == 255  # the gap
     with pytest.raises(ValueError):
         plots.film_strip(frames[0])
+
+
+def test_labelled_rows_write_each_name_left_of_its_strip():
+    rows = [np.full((10, 30, 3), 200, np.uint8), np.full((10, 20, 3), 100, np.uint8)]
+    sheet = plots.labelled_rows(rows, ["MoveRight", "Orbit"], label_width=60, gap=2)
+    assert sheet.shape == (22, 90, 3)
+    assert (sheet[:10, :60] < 128).any() and (sheet[12:, :60] < 128).any()  # dark text in both label boxes
+    assert (sheet[:10, 60:90] == 200).all() and (sheet[12:, 60:80] == 100).all()
+    with pytest.raises(ValueError):
+        plots.labelled_rows(rows, ["only one"])
+
+
+def test_frames_slider_has_a_play_button_and_an_optional_colour_bar():
+    frames = np.zeros((3, 8, 8, 3), np.uint8)
+    fig = plots.frames_slider_figure(frames)
+    assert fig.layout.updatemenus[0].buttons[0].method == "animate" and "play" in fig.layout.updatemenus[0].buttons[0].label
+    assert len(fig.data) == 1
+    heat = plots.frames_slider_figure(frames, colour_scale="heat")
+    bar = heat.data[1]
+    assert bar.type == "heatmap" and bar.showscale and bar.colorscale[0][1].lower() in ("rgb(0,0,131)", "#000083")
+    assert all(list(f.traces) == [0] for f in heat.frames)  # the slider only replaces the image
 
 
 def test_curves_confusion_recall_bars_slider(tmp_path):

@@ -71,3 +71,50 @@ def test_clip_builder_widget_callback_redraws_on_change():
     sliders["start"].value = 100  # clamped so the clip fits: last index 119
     assert frames.reads[-1][-1] == 119
     assert box.children[4].value[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("task", widgets.CLIP_TASKS)
+def test_clip_ranges_offer_only_values_the_task_accepts(task):
+    """Every (r1, r2, m) the sliders allow builds a clip; what they hide is what the task ignores."""
+    for r1 in range(1, 6):
+        ranges = widgets.clip_ranges(task, r1=r1, r2=1, clip_len=16)
+        lo, hi = ranges["r1"]
+        if not lo <= r1 <= hi:
+            continue
+        r2_values = range(ranges["r2"][0], ranges["r2"][1] + 1) if ranges["r2"] else [r1]
+        for r2 in r2_values:
+            m_range = widgets.clip_ranges(task, r1=r1, r2=r2, clip_len=16)["m"]
+            for m in (range(m_range[0], m_range[1] + 1) if m_range else [None]):
+                choice = widgets.build_clip(task, 400, r1=r1, r2=r2, m=m, clip_len=16)
+                assert choice.error is None, (task, r1, r2, m, choice.error)
+    assert widgets.clip_ranges("pace", r1=2, r2=3)["r2"] is None  # pace ignores r2 and m: hidden
+    assert widgets.clip_ranges("speed-change-fine", r1=1, r2=4)["r2"] == (1, 3)
+    assert widgets.clip_ranges("speed-change-fine", r1=2, r2=2)["m"] is None  # constant clip: no change
+    assert widgets.clip_ranges("speed-change-coarse", r1=1, r2=1)["r2"] == (1, 3)  # jumps of 1 or 2 only
+
+
+def test_clip_builder_follows_the_task_and_never_keeps_a_stale_clip():
+    frames = ArrayFrames()
+    box = widgets.clip_builder([("a", "a.mp4")], frames, clip_len=16, display=lambda fig: None)
+    controls = {c.description: c for row in box.children[:2] for c in row.children}
+    r1, r2, m, start = (controls[k] for k in ("r1", "r2", "change m", "start"))
+    assert (r1.max, r2.max, m.min, m.max) == (3, 3, 5, 10)  # the fine task's pool and change locations
+    r2.value = 4  # beyond the pool: clamped by the slider, never an invalid clip
+    assert r2.value == 3 and "r2=3" in box.children[2].value
+    before = frames.reads[-1]
+    m.value = 9
+    assert frames.reads[-1] != before  # every move redraws the clip
+    r2.value = 1  # constant clip: m means nothing, so it is hidden
+    r2.value = r1.value
+    assert m.layout.display == "none"
+    controls["task"].value = "pace"
+    assert r2.layout.display == "none" and m.layout.display == "none" and r1.max == 4
+    r1.value = 4
+    assert start.max == 120 - 61  # the last start at which a stride-4 clip fits
+    controls["task"].value = "speed-change-coarse"
+    assert r2.layout.display is None and (r2.min, r2.max) == (2, 4)  # r1 = 4: jumps of at most 2
+    short = ArrayFrames(n=20)
+    box = widgets.clip_builder([("short", "s.mp4")], short, clip_len=16, display=lambda fig: None)
+    timeline, strip = box.children[3], box.children[4]
+    assert "not possible" in box.children[2].value
+    assert timeline.layout.display == "none" and strip.layout.display == "none"

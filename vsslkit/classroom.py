@@ -301,3 +301,34 @@ def quick_classifier(
     model.eval()
     return QuickClassifier(model=model, clip_len=clip_len, residual=residual, steps=result.steps,
                            final_loss=result.final_loss, seconds=result.seconds)
+
+
+def committed_result_summary(path: str | os.PathLike | None = None) -> str:
+    """The committed full-recipe comparison (`docs/results/quickstart_3seeds.json`) as markdown lines.
+
+    Why: a notebook's closing text may discuss the full CPU recipe, but every number it quotes must
+    be printed by the notebook itself; this reads them from the committed result file instead of
+    the prose carrying copies that drift. Says so plainly when the file is not there (an install
+    without the repository's docs).
+    """
+    import json
+
+    from vsslkit.experiments.report import fmt
+
+    path = Path(path) if path is not None else REPO / "docs" / "results" / "quickstart_3seeds.json"
+    if not path.is_file():
+        return f"(no committed result at {path}; run `vsslkit quickstart --seeds 3` to measure it)"
+    data = json.loads(path.read_text())
+    protocol, runs = data["protocol"], data["runs"]
+    fraction = protocol["downstream"]["label_fraction"]
+    labelled = {r["finetune"]["labelled_videos"] for seeds in runs.values() for r in seeds}
+    lines = [(f"Committed full CPU recipe (`{path.name}`): {len(protocol['seeds'])} paired seeds, "
+              f"{protocol['pretrain_steps']} pretraining steps, {fraction:.0%} labels = "
+              f"{', '.join(map(str, sorted(labelled)))} labelled videos of {protocol['train_videos']}, "
+              f"{protocol['test_videos']} test videos.")]
+    for section, key, what in (("linear_probe", "video_accuracy", "linear probe video accuracy"),
+                               ("retrieval", "R@1", "frozen R@1"),
+                               ("finetune", "video_accuracy", "fine-tuned video accuracy")):
+        values = " · ".join(f"{name} {fmt([r[section][key] for r in seeds])} %" for name, seeds in runs.items())
+        lines.append(f"- {what}: {values}")
+    return "\n".join(lines)

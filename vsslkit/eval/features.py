@@ -135,8 +135,13 @@ def extract_layer_features(
     residual: bool = False,
     batch_size: int = 8,
     device: str | torch.device = "cpu",
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Like `extract_video_features` for several layers in one pass → `{layer: (N, C_layer)}`."""
+    """Like `extract_video_features` for several layers in one pass → `{layer: (N, C_layer)}`.
+
+    `progress` shows a tqdm bar over the clip batches (a notebook cell otherwise sits silent for
+    tens of seconds on a CPU).
+    """
     if not paths:
         raise ValueError("no videos to extract features from")
     layers = tuple(layers)
@@ -146,11 +151,17 @@ def extract_layer_features(
     backbone.eval().to(device)
     try:
         with torch.inference_mode():
-            for owners, x in iter_clip_batches(
+            batches = iter_clip_batches(
                 paths, frame_source, num_frames, clip_len=clip_len, stride=stride,
                 clips_per_video=clips_per_video, crop_size=crop_size, residual=residual,
                 batch_size=batch_size, device=device,
-            ):
+            )
+            if progress:
+                from tqdm.auto import tqdm
+
+                batches = tqdm(batches, total=-(-len(paths) * clips_per_video // batch_size), unit="batch",
+                               desc=f"features of {len(paths)} videos")
+            for owners, x in batches:
                 maps = backbone.features(x, layers=layers)
                 for layer in layers:
                     feats = pool_features(maps[layer], pooling).double().cpu().numpy()
@@ -178,10 +189,11 @@ def extract_video_features(
     residual: bool = False,
     batch_size: int = 8,
     device: str | torch.device = "cpu",
+    progress: bool = False,
 ) -> np.ndarray:
     """One feature vector per video, (N, C): layer map pooled per clip, averaged over the clips."""
     return extract_layer_features(
         backbone, paths, frame_source, num_frames=num_frames, layers=(layer,), clip_len=clip_len,
         stride=stride, clips_per_video=clips_per_video, pooling=pooling, crop_size=crop_size,
-        residual=residual, batch_size=batch_size, device=device,
+        residual=residual, batch_size=batch_size, device=device, progress=progress,
     )[layer]

@@ -121,7 +121,7 @@ def downstream(
     feats = {}
     for subset, index in (("train", data.train), ("test", data.test)):
         feats[subset] = extract_video_features(frozen, index.paths, data.store, num_frames=index.num_frames,
-                                               layer=down.layer, pooling=down.pooling, **clip)
+                                               layer=down.layer, pooling=down.pooling, progress=progress, **clip)
     ret = recall_at_k(feats["test"], np.asarray(data.test.labels), feats["train"], np.asarray(data.train.labels),
                       RETRIEVAL_KS)
     retrieval = {f"R@{k}": 100.0 * v for k, v in ret.recall.items()}

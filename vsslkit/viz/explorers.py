@@ -148,6 +148,33 @@ def chance_markdown(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def pretext_reading(summaries: Mapping[str, Mapping[str, Any]], *, margin: float = 0.05) -> str:
+    """Sentences about held-out pretext accuracy, written from the run's own numbers (markdown).
+
+    `summaries` is {run: {head: summary}} with `accuracy`, `chance`, `majority`, `names` and
+    `counts` (a `localization_summary` result per run). A head is "above chance" when it beats both
+    1/classes and always-the-most-frequent-label by more than `margin`; the most confused pair of
+    each multi-class head is read off its counts, so the text can never describe another run.
+    """
+    from vsslkit.eval.confusion import most_confused_pairs, normalise_rows
+
+    lines = []
+    for run, heads in summaries.items():
+        for head, s in heads.items():
+            floor = max(s.chance, s.majority)
+            verdict = ("above chance" if s.accuracy > floor + margin else
+                       "near chance" if s.accuracy > floor - margin else "below chance")
+            text = (f"- **{run}** (`{head}`, {len(s.names)} classes): {100 * s.accuracy:.1f} % of held-out clips right, "
+                    f"against {100 * s.chance:.1f} % chance and {100 * s.majority:.1f} % for always answering the most "
+                    f"frequent label: **{verdict}**.")
+            pairs = most_confused_pairs(normalise_rows(np.asarray(s.counts)), list(s.names), k=1)
+            if pairs:
+                t, p, v = pairs[0]
+                text += f" Most confused: true {t} answered as {p} ({100 * v:.0f} % of its clips)."
+            lines.append(text)
+    return "\n".join(lines)
+
+
 # --- confusion explorer -----------------------------------------------------------------------
 
 
@@ -302,12 +329,40 @@ def recall_curves(results: Mapping[str, RetrievalResult]) -> dict[str, dict[int,
     return {name: {int(k): 100.0 * v for k, v in r.recall.items()} for name, r in results.items()}
 
 
-def recall_markdown(results: Mapping[str, RetrievalResult]) -> str:
-    """R@k table, one row per initialisation (percent)."""
+def recall_markdown(results: Mapping[str, RetrievalResult], *, chance: Mapping[int, float] | None = None) -> str:
+    """R@k table, one row per initialisation (percent); `chance` ({k: R@k in [0, 1]}) adds the row
+    a ranking that knows nothing would score (`eval.retrieval.chance_recall`)."""
     ks = sorted({int(k) for r in results.values() for k in r.recall})
     lines = ["| features | " + " | ".join(f"R@{k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
     for name, r in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{100 * r.recall[k]:.1f}" if k in r.recall else "–" for k in ks) + " |")
+    if chance is not None:
+        lines.append("| *chance (random ranking)* | " + " | ".join(f"*{100 * chance[k]:.1f}*" if k in chance else "–"
+                                                                  for k in ks) + " |")
+    return "\n".join(lines)
+
+
+def retrieval_reading(results: Mapping[str, RetrievalResult], *, baseline: str, chance: Mapping[int, float],
+                      noise: float = 0.0) -> str:
+    """How R@k moved from `baseline` to every other set of features, in points, from the run's numbers.
+
+    `noise` (points; e.g. 100 / number of queries for one query) is the smallest move called a
+    change rather than "no difference".
+    """
+    base = results[baseline]
+    lines = []
+    for name, r in results.items():
+        if name == baseline:
+            continue
+        parts = []
+        for k in sorted(base.recall):
+            a, b = 100 * base.recall[k], 100 * r.recall[k]
+            parts.append(f"R@{k} {a:.1f} → {b:.1f} % ({b - a:+.1f} points; chance {100 * chance[k]:.1f} %)")
+        moves = [100 * (r.recall[k] - base.recall[k]) for k in base.recall]
+        biggest = max(moves, key=abs)
+        verdict = (f"the largest move is {biggest:+.1f} points" if abs(biggest) > noise else
+                   f"no move beyond one query ({noise:.1f} points)")
+        lines.append(f"- **{baseline} → {name}**: " + "; ".join(parts) + f". In this run {verdict}.")
     return "\n".join(lines)
 
 
@@ -317,15 +372,13 @@ def query_options(queries: Any) -> list[tuple[str, int]]:
 
 
 def retrieval_explorer(results: Mapping[str, RetrievalResult], *, queries: Any, gallery: Any, frames: FrameSource,
-                       k: int = 5, display: Callable[[Any], None] | None = None):
+                       k: int = 5):
     """Pick a query test video; see its `k` nearest training videos for every set of features in
-    `results` (one row each), and the R@k curves. Returns the `ipywidgets.VBox` (`.pick(query)`)."""
+    `results` (one row each). Returns the `ipywidgets.VBox` (`.pick(query)`).
+
+    No R@k figure inside: the notebook draws it once above (a second copy only repeated it)."""
     import ipywidgets as w
 
-    show = _display(display)
-    curve = w.Output()
-    with curve:
-        show(plots.recall_figure(recall_curves(results), title="retrieval R@k (test videos query training videos)"))
     query = w.Dropdown(options=query_options(queries), description="query", layout={"width": "420px"})
     rows = {name: (w.HTML(), w.Image(format="jpeg")) for name in results}
 
@@ -343,7 +396,7 @@ def retrieval_explorer(results: Mapping[str, RetrievalResult], *, queries: Any, 
         return out
 
     query.observe(lambda change: pick(change["new"]), names="value")
-    box = w.VBox([curve, query, *[c for pair in rows.values() for c in pair]])
+    box = w.VBox([query, *[c for pair in rows.values() for c in pair]])
     box.pick = pick  # type: ignore[attr-defined]
     pick(query.value)
     return box
@@ -366,13 +419,13 @@ def localization_timeline(clip: PretextClip, task: Any, *, title: str | None = N
     """The clip's plan on the video timeline, the true change (dashed, from the plan) and the
     predicted change (dotted black line; none when the head says "constant")."""
     task = base_task(task)
-    fig = plots.plan_timeline([clip.plan], num_frames=clip.num_frames, names=["clip"],
+    fig = plots.plan_timeline([clip.plan], num_frames=clip.num_frames, names=["clip"], extra_frames=task.extra_frames,
                               title=title if title is not None else describe_clip(clip, task))
     loc = clip.predicted["loc"]
     if loc != task.dummy_loc:
         y = task.locations[loc] + task.extra_frames - 0.5  # plan position of the first r2 frame, as the true mark
-        fig.add_hline(y=y, line_dash="dot", line_color="black", annotation_position="bottom right",
-                      annotation_text=f"predicted change at m = {task.locations[loc]}")
+        fig.add_hline(y=y, line_dash="dot", line_color="black",
+                      annotation_text=f"predicted change at m = {task.locations[loc]}", annotation_position="top left")
     else:
         fig.add_annotation(text="predicted: constant speed", xref="paper", yref="paper", x=0.02, y=0.98,
                            showarrow=False, bgcolor="white")

@@ -20,12 +20,15 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#1
 
 
 def plan_timeline(
-    plans: Sequence[Plan], *, num_frames: int | None = None, names: Sequence[str] | None = None, title: str = ""
+    plans: Sequence[Plan], *, num_frames: int | None = None, names: Sequence[str] | None = None, title: str = "",
+    extra_frames: int = 0,
 ) -> go.Figure:
     """Which video frames each plan takes: x = frame index in the video, y = position in the clip.
 
     The slope of each line is the playback speed, so a speed change shows as a kink (marked with
     a dashed line at the first frame of the second part) and a reversed clip as a falling line.
+    The mark is labelled with the task's change location m (the plan position minus
+    `extra_frames`, 1 for residual input), the same m the sliders and the localization head use.
     """
     fig = go.Figure()
     for i, plan in enumerate(plans):
@@ -40,7 +43,7 @@ def plan_timeline(
         change_at = plan.params.get("change_at")
         if change_at is not None and 0 < change_at < len(plan):
             fig.add_hline(y=change_at - 0.5, line_dash="dash", line_color=colour,
-                          annotation_text=f"speed change at clip frame {change_at}")
+                          annotation_text=f"speed change at m = {change_at - extra_frames}")
     if num_frames is not None:
         fig.add_vrect(x0=num_frames - 0.5, x1=num_frames + max(4, num_frames // 20), fillcolor="grey",
                       opacity=0.25, line_width=0, annotation_text="end of video")
@@ -63,6 +66,34 @@ def film_strip(frames: np.ndarray, *, columns: int | None = None, gap: int = 2) 
         r, col = divmod(i, columns)
         sheet[r * (h + gap) : r * (h + gap) + h, col * (w + gap) : col * (w + gap) + w] = frame
     return sheet
+
+
+def labelled_rows(rows: Sequence[np.ndarray], labels: Sequence[str], *, label_width: int = 110,
+                  gap: int = 2) -> np.ndarray:
+    """Stack film strips (uint8 `(H, W, 3)` images, one per row) with each row's name written on its left.
+
+    A grid of strips without names makes the reader count rows against a printed list.
+    """
+    import cv2
+
+    if len(rows) != len(labels):
+        raise ValueError(f"{len(rows)} rows but {len(labels)} labels")
+    if not rows:
+        raise ValueError("no rows to draw")
+    width = max(r.shape[1] for r in rows)
+    out = []
+    for row, text in zip(rows, labels):
+        h = row.shape[0]
+        line = np.full((h + gap, label_width + width, 3), 255, dtype=np.uint8)
+        line[:h, label_width:label_width + row.shape[1]] = row
+        scale = 0.45
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        while tw > label_width - 6 and scale > 0.25:
+            scale -= 0.05
+            (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        cv2.putText(line, text, (3, (h + th) // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+        out.append(line)
+    return np.concatenate(out)[:-gap] if gap else np.concatenate(out)
 
 
 def image_figure(image: np.ndarray, *, title: str = "", height: int | None = None) -> go.Figure:
@@ -198,16 +229,34 @@ def paired_figure(measures: Mapping[str, Mapping[str, Sequence[float]]], *, seed
     return fig
 
 
-def frames_slider_figure(frames: np.ndarray, *, title: str = "", labels: Sequence[str] | None = None) -> go.Figure:
-    """One image per frame with a plotly slider (e.g. CAM overlays, a clip played frame by frame)."""
+def frames_slider_figure(frames: np.ndarray, *, title: str = "", labels: Sequence[str] | None = None,
+                         colour_scale: str | None = None) -> go.Figure:
+    """One image per frame with a plotly slider and a play button (e.g. CAM overlays, a clip).
+
+    `colour_scale` (a title such as "heat") adds a jet colour bar from 0 to 1, the colours of
+    `eval.cam.overlay`, so an overlay can be read without guessing what red means.
+    """
     frames = np.asarray(frames)
     labels = list(labels) if labels is not None else [str(t) for t in range(len(frames))]
     fig = go.Figure(data=[go.Image(z=frames[0])],
-                    frames=[go.Frame(data=[go.Image(z=f)], name=labels[t]) for t, f in enumerate(frames)])
+                    frames=[go.Frame(data=[go.Image(z=f)], name=labels[t], traces=[0]) for t, f in enumerate(frames)])
     steps = [{"args": [[labels[t]], {"frame": {"duration": 0, "redraw": True}, "mode": "immediate"}],
               "label": labels[t], "method": "animate"} for t in range(len(frames))]
-    fig.update_layout(title=title, sliders=[{"steps": steps, "currentvalue": {"prefix": "frame "}}],
-                      height=frames.shape[1] * 3 + 140, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    play = {"type": "buttons", "showactive": False, "x": 0.0, "y": 0.0, "xanchor": "left", "yanchor": "top",
+            "pad": {"t": 40, "r": 10}, "direction": "left",
+            "buttons": [{"label": "▶ play", "method": "animate",
+                         "args": [None, {"frame": {"duration": 120, "redraw": True}, "fromcurrent": True,
+                                         "transition": {"duration": 0}, "mode": "immediate"}]}]}
+    fig.update_layout(title=title, updatemenus=[play],
+                      sliders=[{"steps": steps, "currentvalue": {"prefix": "frame "}, "x": 0.12, "len": 0.88}],
+                      height=frames.shape[1] * 3 + 160, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    if colour_scale is not None:
+        # An invisible one-pixel heatmap carries the colour bar (images have none); jet = cv2's COLORMAP_JET.
+        fig.add_trace(go.Heatmap(z=[[0.0, 1.0]], x=[0, 0], y=[0, 0], colorscale="Jet", zmin=0, zmax=1, opacity=0,
+                                 hoverinfo="skip", showscale=True,
+                                 colorbar={"title": {"text": colour_scale}, "tickvals": [0, 0.5, 1],
+                                           "ticktext": ["0 (low)", "0.5", "1 (high)"], "len": 0.8}))
+        fig.update_layout(margin={"l": 10, "r": 90, "t": 50, "b": 10})
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return fig

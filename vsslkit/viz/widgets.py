@@ -36,6 +36,7 @@ class ClipChoice:
     labels: dict[str, int] = field(default_factory=dict)
     description: str = ""
     error: str | None = None
+    span: int = 0  # video frames the clip covers (start can go up to num_frames - span)
 
 
 def task_params(task_name: str, *, r1: int, r2: int, m: int | None, clip_len: int) -> dict[str, Any]:
@@ -48,6 +49,28 @@ def task_params(task_name: str, *, r1: int, r2: int, m: int | None, clip_len: in
         return {"pattern": "jump-up" if r2 > r1 else "drop-down", "j": abs(r2 - r1), "r1": r1, "r2": r2}
     if task_name == "speed-change-fine":
         return {"r1": r1, "r2": r2, "m": None if r1 == r2 else m}
+    raise ValueError(f"unknown clip task {task_name!r}; choose one of {CLIP_TASKS}")
+
+
+def clip_ranges(task_name: str, *, r1: int, r2: int, clip_len: int = 16) -> dict[str, tuple[int, int] | None]:
+    """The values each clip-builder slider may take for this task, None where the task ignores it.
+
+    Why: a slider that offers an invalid value (r2 = 4 for the fine pool {1, 2, 3}) or one the task
+    silently ignores (r2 and m for pace) leaves a student looking at a clip that does not match
+    the controls. Ranges: pace p = r1 over its speeds; coarse r1 over its speeds and r2 within
+    one allowed jump of r1 (the change is always at K/2, so no m); fine r1, r2 over the pool and
+    m over the change locations, hidden for a constant clip (r1 = r2 has no change).
+    """
+    task = make_task(task_name, clip_len=clip_len)
+    if task_name == "pace":
+        return {"r1": (min(task.speeds), max(task.speeds)), "r2": None, "m": None}
+    if task_name == "speed-change-coarse":
+        gaps = {0, *task.jumps}
+        r2_values = [s for s in task.speeds if abs(s - r1) in gaps] or list(task.speeds)
+        return {"r1": (min(task.speeds), max(task.speeds)), "r2": (min(r2_values), max(r2_values)), "m": None}
+    if task_name == "speed-change-fine":
+        pool = (min(task.pool), max(task.pool))
+        return {"r1": pool, "r2": pool, "m": None if r1 == r2 else (min(task.locations), max(task.locations))}
     raise ValueError(f"unknown clip task {task_name!r}; choose one of {CLIP_TASKS}")
 
 
@@ -70,11 +93,13 @@ def build_clip(
         plan = task.plan_for(params, num_frames, np.random.default_rng(0), start=start)
     except (ValueError, KeyError) as exc:
         return ClipChoice(None, {}, "", str(exc))
+    span = int(span)
     text = ", ".join(f"{k}={v}" for k, v in params.items() if v is not None)
     if task_name == "speed-change-coarse" and r1 != r2:
         text += f" (change fixed at K/2 = {clip_len // 2})"
     labels_text = ", ".join(f"{head} = {value}" for head, value in labels.items())
-    return ClipChoice(plan, labels, f"{task_name}: {text} → labels {labels_text}; frames {plan.indices.tolist()}")
+    return ClipChoice(plan, labels, f"{task_name}: {text} → labels {labels_text}; frames {plan.indices.tolist()}",
+                      span=span)
 
 
 def label_frequencies(task: Any, *, draws: int = 7000, seed: int = 0, num_frames: int | None = None) -> dict[str, list[dict]]:
@@ -120,10 +145,26 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def _set_range(slider: Any, lo: int, hi: int) -> None:
+    """Move an IntSlider's range without ever passing through min > max (ipywidgets refuses it)."""
+    if lo > slider.max:
+        slider.max = hi
+        slider.min = lo
+    else:
+        slider.min = lo
+        slider.max = hi
+
+
 def clip_builder(videos: Sequence[tuple[str, str | Path]], frames: FrameSource, *, clip_len: int = 16,
                  display: Callable[[Any], None] | None = None):
     """Pick a video, a task, r1, r2 and m; see the frame indices on a timeline, the film strip and
-    the label the sampler would emit. Returns the `ipywidgets.VBox` (its `.update()` redraws)."""
+    the label the sampler would emit. Returns the `ipywidgets.VBox` (its `.update()` redraws).
+
+    The sliders only offer what the chosen task accepts (`clip_ranges`); a slider the task ignores
+    is hidden, and `start` goes up to the last start at which the clip still fits. If a choice
+    is refused anyway (a video too short for the task), the timeline and strip are removed and the
+    reason is shown in red, so the picture never belongs to an earlier choice.
+    """
     import ipywidgets as w
     from IPython.display import display as ipy_display
 
@@ -138,21 +179,43 @@ def clip_builder(videos: Sequence[tuple[str, str | Path]], frames: FrameSource, 
     label = w.HTML()
     timeline = w.Output()
     strip = w.Image(format="png")
+    busy = False  # setting a range moves a value, which would call update again from inside it
 
-    def update(*_: Any) -> ClipChoice:
-        path = dict(videos)[video.value]
-        n = frames.num_frames(path)
-        start.max = max(0, n - 1)
-        choice = build_clip(task.value, n, r1=r1.value, r2=r2.value, m=m.value, clip_len=clip_len, start=start.value)
-        timeline.clear_output(wait=True)
-        if choice.error:
-            label.value = f"<b style='color:#b00'>{choice.error}</b>"
+    def follow_task() -> None:
+        _set_range(r1, *clip_ranges(task.value, r1=r1.value, r2=r2.value, clip_len=clip_len)["r1"])
+        ranges = clip_ranges(task.value, r1=r1.value, r2=r2.value, clip_len=clip_len)
+        for slider, name in ((r2, "r2"), (m, "m")):
+            if ranges[name] is None:
+                slider.layout.display = "none"
+            else:
+                _set_range(slider, *ranges[name])
+                slider.layout.display = None
+
+    def update(*_: Any) -> ClipChoice | None:
+        nonlocal busy
+        if busy:
+            return None
+        busy = True
+        try:
+            follow_task()
+            path = dict(videos)[video.value]
+            n = frames.num_frames(path)
+            choice = build_clip(task.value, n, r1=r1.value, r2=r2.value, m=m.value, clip_len=clip_len,
+                                start=start.value)
+            timeline.clear_output(wait=True)
+            if choice.error:
+                label.value = f"<b style='color:#b00'>not possible: {choice.error}</b>"
+                timeline.layout.display = strip.layout.display = "none"
+                return choice
+            _set_range(start, 0, max(0, n - choice.span))
+            label.value = f"<code>{choice.description}</code>"
+            timeline.layout.display = strip.layout.display = None
+            with timeline:
+                show(plots.plan_timeline([choice.plan], num_frames=n, names=[task.value]))
+            strip.value = png_bytes(plots.film_strip(frames.read(path, choice.plan.indices), columns=8))
             return choice
-        label.value = f"<code>{choice.description}</code>"
-        with timeline:
-            show(plots.plan_timeline([choice.plan], num_frames=n, names=[task.value]))
-        strip.value = png_bytes(plots.film_strip(frames.read(path, choice.plan.indices), columns=8))
-        return choice
+        finally:
+            busy = False
 
     for control in (video, task, r1, r2, m, start):
         control.observe(update, names="value")
