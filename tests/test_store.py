@@ -362,3 +362,28 @@ def test_store_works_in_dataloader_workers(tmp_path, video, fmt):
     batches = torch.cat(list(loader)).numpy()
     full = _expected(decode(video, short_side=32), fmt)
     np.testing.assert_array_equal(batches, np.stack([full[[i, i + 10, i]] for i in range(8)]))
+
+
+def test_store_format_flags_and_auto(tmp_path):
+    """`--store-format auto` follows what `data prepare` recorded; bad flags exit 2 via argparse."""
+    import argparse
+
+    from vsslkit.commands.store_args import add_store_format_arguments, open_store_from_args
+    from vsslkit.data.jpeg_store import JpegFrameStore
+    from vsslkit.data.stores import record_format
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--short-side", type=int, default=32)
+    add_store_format_arguments(parser, default="auto")
+    args = parser.parse_args([])
+    assert type(open_store_from_args(args, tmp_path / "s", dataset_root=tmp_path)) is FrameStore  # nothing recorded
+    record_format(tmp_path, format="jpeg", quality=75, short_side=32)
+    store = open_store_from_args(args, tmp_path / "s", dataset_root=tmp_path)
+    assert isinstance(store, JpegFrameStore) and store.quality == 75
+    forced = open_store_from_args(parser.parse_args(["--store-format", "raw"]), tmp_path / "s", dataset_root=tmp_path)
+    assert type(forced) is FrameStore
+    assert open_store_from_args(parser.parse_args(["--jpeg-quality", "60"]), tmp_path / "s", tmp_path).quality == 60
+    for bad in (["--jpeg-quality", "0"], ["--jpeg-quality", "x"], ["--store-format", "png"]):
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(bad)
+        assert exit_info.value.code == 2
