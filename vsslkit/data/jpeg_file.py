@@ -92,32 +92,41 @@ class JpegFile:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.buffer = np.memmap(self.path, dtype=np.uint8, mode="r")
+        # a plain ndarray view slices ~10% faster than the memmap object; it keeps the mapping alive
+        self.buffer = np.memmap(self.path, dtype=np.uint8, mode="r").view(np.ndarray)
         n = trailer_count(self.path)
         if n is None:
             raise ValueError(f"{self.path}: not a complete JPEG frame file (bad trailer)")
         end = len(self.buffer) - _TRAILER
-        self.offsets = np.frombuffer(self.buffer[end - 8 * (n + 1) : end], dtype="<i8").astype(np.int64)
-        if self.offsets[0] != 0 or self.offsets[-1] != end - 8 * (n + 1) or np.any(np.diff(self.offsets) <= 0):
+        offsets = np.frombuffer(self.buffer[end - 8 * (n + 1) : end], dtype="<i8").astype(np.int64)
+        if offsets[0] != 0 or offsets[-1] != end - 8 * (n + 1) or np.any(np.diff(offsets) <= 0):
             raise ValueError(f"{self.path}: corrupt frame index")
+        self.offsets: list[int] = offsets.tolist()  # Python ints: the hot loop slices with them
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
     def encoded(self, i: int) -> np.ndarray:
-        """Frame `i`'s JPEG bytes (a view into the memmap)."""
+        """Frame `i`'s JPEG bytes (a read-only view into the mapped file)."""
         return self.buffer[self.offsets[i] : self.offsets[i + 1]]
 
     def read(self, indices: Sequence[int] | np.ndarray, shape: tuple[int, int, int] | None = None) -> np.ndarray:
         """Decode frames `indices` (any order; a repeated index is decoded once) into `(n, h, w, 3)`."""
-        idx = np.asarray(indices, dtype=np.int64)
-        unique, inverse = np.unique(idx, return_inverse=True)
-        decoded = [decode_frame(self.encoded(int(i))) for i in unique]
-        if shape is not None and decoded and decoded[0].shape != tuple(shape):
-            raise ValueError(f"{self.path}: decoded frame shape {decoded[0].shape}, stored shape {tuple(shape)}")
-        if not decoded:
-            return np.empty((0, *(shape or (0, 0, 3))), dtype=np.uint8)
-        return np.stack(decoded)[inverse.reshape(-1)]
+        order = np.asarray(indices, dtype=np.int64).tolist()
+        out: np.ndarray | None = None if shape is None else np.empty((len(order), *shape), dtype=np.uint8)
+        first: dict[int, int] = {}
+        for k, i in enumerate(order):
+            if i in first:
+                out[k] = out[first[i]]
+                continue
+            image = decode_frame(self.buffer[self.offsets[i] : self.offsets[i + 1]])
+            if out is None:
+                out = np.empty((len(order), *image.shape), dtype=np.uint8)
+            elif image.shape != out.shape[1:]:
+                raise ValueError(f"{self.path}: frame {i} decodes to {image.shape}, stored shape {out.shape[1:]}")
+            out[k] = image
+            first[i] = k
+        return out if out is not None else np.empty((0, 0, 0, 3), dtype=np.uint8)
 
 
 def trailer_count(path: str | os.PathLike) -> int | None:
