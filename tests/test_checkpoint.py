@@ -82,3 +82,37 @@ def test_unwrap_gives_stable_state_dict_keys():
     compiled = torch.compile(model)
     assert ck.unwrap(compiled) is model
     assert list(ck.make_state(model=compiled)["model"]) == ["0.weight", "0.bias"]
+
+
+def test_checkpoint_writer_snapshots_reports_errors_and_loaders_wait(tmp_path, monkeypatch):
+    """Background writes: the state is copied at save time, a failed write is raised by the next
+    save/wait, and a load of the same file in this process waits for the write in flight."""
+    import errno
+    import threading
+
+    from vsslkit.train import checkpoint as ck
+
+    weights = torch.zeros(3)
+    release = threading.Event()
+    real_save = ck.save_checkpoint
+
+    def slow_save(path, state):
+        release.wait(10)
+        return real_save(path, state)
+
+    monkeypatch.setattr(ck, "save_checkpoint", slow_save)
+    writer = ck.CheckpointWriter()
+    writer.save(tmp_path / "last.pt", {"w": weights, "step": 1})
+    weights += 5  # training goes on while the file is written
+    threading.Timer(0.2, release.set).start()
+    assert torch.equal(ck.load_checkpoint(tmp_path / "last.pt")["w"], torch.zeros(3))  # waited, old values
+    writer.wait()
+
+    def no_space(path, state):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck, "save_checkpoint", no_space)
+    writer.save(tmp_path / "last.pt", {"w": weights, "step": 2})
+    with pytest.raises(OSError, match="No space left"):
+        writer.wait()
+    assert ck.load_checkpoint(tmp_path / "last.pt")["step"] == 1  # the previous checkpoint is intact

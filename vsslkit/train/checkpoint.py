@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,64 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return path
 
 
+class CheckpointWriter:
+    """`save_checkpoint` in a background thread, so training does not wait for pickling and fsync.
+
+    `save` copies every tensor of the state to the CPU first (the copy is the checkpoint; training
+    may change the weights right after), waits for the previous write, and starts the next one.
+    `wait` blocks until the last write is durable and re-raises its error (e.g. a full disk).
+    A loader of the same path (`load_checkpoint`) waits for a write still in flight; the thread is
+    not a daemon, so an exiting interpreter finishes the write (SIGKILL leaves the previous file).
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, path: str | os.PathLike, state: dict[str, Any]) -> None:
+        self.wait()
+        snapshot = _cpu_copy(state)
+        key = os.path.abspath(path)
+        self._thread = threading.Thread(target=self._write, args=(Path(path), snapshot), name="vsslkit-checkpoint")
+        with _PENDING_LOCK:
+            _PENDING[key] = self._thread
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _write(self, path: Path, state: dict[str, Any]) -> None:
+        try:
+            save_checkpoint(path, state)
+        except BaseException as exc:  # noqa: BLE001 -- handed to the training thread by wait()
+            self._error = exc
+
+
+_PENDING: dict[str, threading.Thread] = {}
+_PENDING_LOCK = threading.Lock()
+
+
+def _cpu_copy(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return obj
+
+
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with the safe unpickler; a clear error names the file on failure."""
+    with _PENDING_LOCK:
+        pending = _PENDING.pop(os.path.abspath(path), None)
+    if pending is not None and pending is not threading.current_thread():
+        pending.join()  # a background write of this file is still in flight in this process
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
