@@ -156,3 +156,32 @@ def decode_batch_cuda(encoded: Sequence[np.ndarray], device: str = "cuda"):
 
     tensors = [torch.from_numpy(np.array(e)) for e in encoded]  # copies: memmap views are read-only
     return torch.stack(decode_jpeg(tensors, device=device))
+
+
+class JpegFileSource:
+    """A frame source over `.jpgs` files given by path (no store, no PyAV): `read` and `num_frames`.
+
+    For benchmarks on hosts without video files or `av`; files are opened once per process and
+    the cache is not pickled, so it can go to DataLoader workers.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[str, JpegFile] = {}
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._files = {}
+
+    def _file(self, path: str | os.PathLike) -> JpegFile:
+        key = os.fspath(path)
+        if key not in self._files:
+            self._files[key] = JpegFile(path)
+        return self._files[key]
+
+    def num_frames(self, path: str | os.PathLike) -> int:
+        return len(self._file(path))
+
+    def read(self, path: str | os.PathLike, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        return self._file(path).read(indices)
