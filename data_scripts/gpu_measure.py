@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vsslkit.commands.bench_gpu import main  # noqa: E402
+from vsslkit.commands.bench_gpu import main
 
 if __name__ == "__main__":
     sys.exit(main())

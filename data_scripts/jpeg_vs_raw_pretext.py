@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vsslkit.cli import main as vsslkit  # noqa: E402
+from vsslkit.cli import main as vsslkit
 
 
 def run(argv=None) -> int:

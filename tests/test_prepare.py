@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from vsslkit.data.datasets import open_dataset
-from vsslkit.data.stores import recorded_format
 from vsslkit.data.prepare import (
     PrepareError,
     archive_kind,
@@ -25,6 +24,7 @@ from vsslkit.data.prepare import (
     rar_backend,
     verify_checksum,
 )
+from vsslkit.data.stores import recorded_format
 from vsslkit.data.writer import write_video
 
 UCF_CLASSES = ("ApplyEyeMakeup", "Archery")

@@ -205,19 +205,19 @@ def render_markdown(result: dict) -> str:
     """The docs/scaling.md GPU section's tables from a `--out` JSON (ratios against fp32 / 1 core)."""
     c, env = result["config"], result["environment"]
     train, dec, loader = result["train_clips_per_s"], result["decode_frames_per_s"], result["loader_clips_per_s"]
-    lines = [f"Measured with `vsslkit bench gpu` on {env['device']} ({env['cpu_cores']} CPU cores, torch "
-             f"{env['torch']}, torchvision {env['torchvision']}) in {result['seconds']:.0f} s.", "",
-             f"**Training step**, {c['backbone']} width {c['width']}, batch {c['batch_size']} x {c['frames']} x "
-             f"{c['size']}² (bare forward + backward + SGD step, median of {c['steps']}):", "",
-             "| precision | layout | clips/s | vs fp32 |", "|---|---|---|---|"]
+    header = (f"Measured with `vsslkit bench gpu` on {env['device']} ({env['cpu_cores']} CPU cores, torch "
+              f"{env['torch']}, torchvision {env['torchvision']}) in {result['seconds']:.0f} s.")
+    step = (f"**Training step**, {c['backbone']} width {c['width']}, batch {c['batch_size']} x {c['frames']} x "
+            f"{c['size']}² (bare forward + backward + SGD step, median of {c['steps']}):")
+    lines = [header, "", step, "", "| precision | layout | clips/s | vs fp32 |", "|---|---|---|---|"]
     amp_name = "AMP (bf16)" if env["device"] == "cpu" else "AMP (fp16)"
     for key, rate in train.items():
         precision, layout = (amp_name if key.startswith("amp") else "fp32"), (
             "channels_last" if key.endswith("channels_last") else "contiguous")
         lines.append(f"| {precision} | {layout} | {rate:,.1f} | {rate / train['fp32']:.2f}x |")
-    lines += ["", f"**JPEG decoding**, {c['height']} x {c['width_px']} frames at quality {c['quality']} "
-              f"({result['jpeg_bytes_per_frame']:,.0f} bytes/frame):", "",
-              "| decoder | frames/s | vs cv2 on 1 core |", "|---|---|---|"]
+    decoding = (f"**JPEG decoding**, {c['height']} x {c['width_px']} frames at quality {c['quality']} "
+                f"({result['jpeg_bytes_per_frame']:,.0f} bytes/frame):")
+    lines += ["", decoding, "", "| decoder | frames/s | vs cv2 on 1 core |", "|---|---|---|"]
     names = {"cpu_cv2_1core": "cv2.imdecode, 1 CPU core", "cpu_torchvision_1core": "torchvision decode_jpeg, 1 CPU core",
              "cuda_batched": f"torchvision decode_jpeg on CUDA, batches of {c['decode_batch']}"}
     for key, rate in dec.items():
@@ -231,8 +231,8 @@ def render_markdown(result: dict) -> str:
         lines.append(f"| {w} | {rate:,.1f} | {rate / need['fp32']:.2f}x | {rate / need['amp']:.2f}x |")
     best = max(loader.values())
     verdict = "keeps up with" if best >= need["amp"] else "is slower than"
-    lines += ["", f"At its best worker count the loader {verdict} the AMP training step "
-                  f"({best:,.1f} vs {need['amp']:,.1f} clips/s)."]
+    lines += ["", (f"At its best worker count the loader {verdict} the AMP training step "
+                   f"({best:,.1f} vs {need['amp']:,.1f} clips/s).")]
     lines += [f"Note: {n}" for n in result.get("notes", [])]
     return "\n".join(lines)
 

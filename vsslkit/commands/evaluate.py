@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vsslkit.commands.train import add_task_arguments, task_options
 from vsslkit.commands.store_args import add_store_format_arguments
+from vsslkit.commands.train import add_task_arguments, task_options
 from vsslkit.data.store import default_store_dir
 
 DEFAULT_STORE = default_store_dir()
@@ -153,8 +153,8 @@ def _dataset(args: argparse.Namespace) -> dict[str, Any]:
     A video too short for --stride is kept with the largest stride that fits (reported); only a
     video shorter than one stride-1 clip is left out, by name.
     """
-    from vsslkit.data.datasets import detect_layout, open_dataset
     from vsslkit.commands.store_args import open_store_from_args
+    from vsslkit.data.datasets import detect_layout, open_dataset
     from vsslkit.eval.features import fitting_strides
 
     store = open_store_from_args(args, args.store, dataset_root=args.data)
@@ -440,8 +440,8 @@ def run_report(args: argparse.Namespace) -> int:
 def run_pretext_eval(args: argparse.Namespace) -> int:
     import json
 
-    from vsslkit.data.datasets import open_dataset
     from vsslkit.commands.store_args import open_store_from_args
+    from vsslkit.data.datasets import open_dataset
     from vsslkit.train.pretrain import load_pretext_model
     from vsslkit.viz.explorers import localization_summary, predict_pretext_clips, summary_markdown
 
@@ -481,8 +481,8 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
 
 
 def run_pretext_probe(args: argparse.Namespace) -> int:
-    from vsslkit.data.datasets import open_dataset
     from vsslkit.commands.store_args import open_store_from_args
+    from vsslkit.data.datasets import open_dataset
     from vsslkit.eval.probe import motion_energy_probe
 
     store = open_store_from_args(args, args.store, dataset_root=args.data)

@@ -33,7 +33,6 @@ def _quality(text: str) -> int:
 def resolve_store_format(args: argparse.Namespace, dataset_root: str | os.PathLike | None = None) -> tuple[str, int]:
     """(format, quality) from the flags, reading the dataset's marker for `auto`."""
     from vsslkit.data.jpeg_store import DEFAULT_QUALITY
-
     from vsslkit.data.stores import recorded_format
 
     fmt, quality = args.store_format, args.jpeg_quality

@@ -181,9 +181,9 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
 
 def _load_index(args: argparse.Namespace, info: Any, *, label_fraction: float = 1.0):
     """Train index with frame counts; rank 0 builds the frame store, the others wait for it."""
+    from vsslkit.commands.store_args import open_store_from_args
     from vsslkit.data.datasets import label_fraction as take_fraction
     from vsslkit.data.datasets import open_dataset
-    from vsslkit.commands.store_args import open_store_from_args
     from vsslkit.data.store import default_store_dir
     from vsslkit.train.distributed import barrier
 
