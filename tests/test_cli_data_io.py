@@ -50,12 +50,20 @@ def test_bench_data_tiny(tmp_path, capsys):
     assert f"skipped {tmp_path / 'bad.mp4'}: empty file" in out
     header = re.search(r"^bench data: 2 video files; 140 frames, (\d+) keyframes \(one per \d+ frames\); 6 clips of 16", out, re.MULTILINE)
     assert header and int(header.group(1)) >= 2
-    store = float(re.search(r"^frame store: ([\d.]+) clips/s", out, re.MULTILINE).group(1))
-    decode = float(re.search(r"^decode_clip: ([\d.]+) clips/s", out, re.MULTILINE).group(1))
-    ratio = float(re.search(r"^ratio: ([\d.]+)x", out, re.MULTILINE).group(1))
-    assert store > 0 and decode > 0 and ratio == pytest.approx(store / decode, rel=0.05, abs=0.06)
-    assert "identical frames: yes" in out
-    assert len(videos) == 2 and len(out.strip().splitlines()) == 7
+    rate = {name: float(re.search(rf"^{name} *: +([\d.]+) clips/s", out, re.MULTILINE).group(1))
+            for name in ("raw store", "jpeg store", "decode_clip")}
+    ratios = re.search(r"^ratios: raw / decode ([\d.]+)x; jpeg / decode ([\d.]+)x; raw / jpeg ([\d.]+)x", out, re.MULTILINE)
+    assert all(r > 0 for r in rate.values())
+    assert float(ratios.group(1)) == pytest.approx(rate["raw store"] / rate["decode_clip"], rel=0.05, abs=0.06)
+    assert float(ratios.group(2)) == pytest.approx(rate["jpeg store"] / rate["decode_clip"], rel=0.05, abs=0.06)
+    sizes = re.search(r"^bytes/frame: raw ([\d,]+); jpeg q90 ([\d,]+)  -> jpeg ([\d.]+)x smaller", out, re.MULTILINE)
+    raw_bpf, jpeg_bpf = (float(sizes.group(i).replace(",", "")) for i in (1, 2))
+    assert raw_bpf == pytest.approx(32 * 32 * 3, rel=0.01) and jpeg_bpf < raw_bpf  # 48x48 at short side 32 (+ .npy header)
+    assert float(sizes.group(3)) == pytest.approx(raw_bpf / jpeg_bpf, rel=0.05)
+    assert float(re.search(r"PSNR mean ([\d.]+) dB", out).group(1)) > 30
+    assert "identical frames (raw store vs decode): yes" in out
+    assert re.search(r"^goals: jpeg >= 8x smaller than raw: (met|NOT met); jpeg >= 20x faster", out, re.MULTILINE)
+    assert len(videos) == 2 and len(out.strip().splitlines()) == 11
 
 
 def test_sample_clips_fixed_seed_half_reversed(tmp_path):

@@ -24,6 +24,7 @@ from vsslkit.data.prepare import (
     rar_backend,
     verify_checksum,
 )
+from vsslkit.data.stores import recorded_format
 from vsslkit.data.writer import write_video
 
 UCF_CLASSES = ("ApplyEyeMakeup", "Archery")
@@ -105,6 +106,8 @@ def test_prepare_ucf101_from_tar_and_zip(tmp_path: Path, clip_bytes: bytes) -> N
     assert result.num_videos == 4 and result.stored == 3 and len(result.skipped) == 1
     assert result.skipped[0][0].name == "v_Archery_g08_c01.avi"
     assert "skipped" in result.summary() and "official count 13320" in result.summary()
+    assert len(list((tmp_path / "store").glob("*-jpeg90.jpgs"))) == 3  # JPEG is the default for datasets
+    assert recorded_format(tmp_path / "ucf") == {"format": "jpeg", "quality": 90, "short_side": 128}
     index = open_dataset(tmp_path / "ucf", split=2, subset="train")
     assert index.class_names == list(UCF_CLASSES) and len(index) == 2 and not index.problems
     # idempotent: a second run extracts nothing again

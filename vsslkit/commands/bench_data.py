@@ -1,9 +1,11 @@
-"""`vsslkit bench data`: random clips from the frame store vs decoded straight from the files.
+"""`vsslkit bench data`: random clips from the raw and JPEG frame stores vs decoded from the files.
 
-Both sides produce the same frames (same short side, checked clip by clip), from the same
-random 16-frame clips (stride 1-4, half reversed, fixed seed), measured in one run so the ratio
-is meaningful on a noisy machine. Without `--videos` it generates 320x240 H.264 files with one
-keyframe every 250 frames, as typical downloaded videos have.
+All three sources read the same random 16-frame clips (stride 1-4, half reversed, fixed seed)
+at the same short side, in one run, so the ratios are meaningful on a noisy machine; the raw
+store must return exactly the decoded frames and the JPEG store frames within JPEG error (PSNR
+printed). Bytes per frame are the stores' file sizes over their frame counts. Without
+`--videos` it generates 320x240 H.264 files with one keyframe every 250 frames, as typical
+downloaded videos have (their noise texture is a worst case for JPEG: measure real videos too).
 """
 
 from __future__ import annotations
@@ -17,25 +19,32 @@ import numpy as np
 
 CLIP_LEN = 16
 STRIDES = (1, 2, 3, 4)
+SMALLER_GOAL, FASTER_GOAL = 8.0, 20.0  # issue 19: JPEG >= 8x smaller than raw, >= 20x faster than decoding
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="clips/s: frame store vs decoding from the video files",
+    parser = subparsers.add_parser("data", help="clips/s and bytes/frame: raw store, JPEG store, decoding the files",
                                    description=__doc__.splitlines()[0])
     parser.add_argument("--videos", nargs="+", type=Path, metavar="DIR_OR_FILE",
                         help="videos to read (default: generate 3 x 10 s 320x240 H.264, gop 250)")
     parser.add_argument("--clips", type=int, default=100, help="random clips read from each source (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the clip choice and generated videos")
     parser.add_argument("--short-side", type=int, default=128, help="frame store short side (default 128)")
+    parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG store quality (default 90)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from vsslkit.commands.data_io import expand_paths
+    from vsslkit.data.jpeg_store import JpegFrameStore
     from vsslkit.data.store import FrameStore
 
+    quality = getattr(args, "jpeg_quality", 90)
     if args.clips < 1:
         print(f"--clips must be >= 1, got {args.clips}")
+        return 2
+    if not 1 <= quality <= 100:
+        print(f"--jpeg-quality must be in 1..100, got {quality}")
         return 2
     with tempfile.TemporaryDirectory(prefix="vsslkit-bench-data-") as tmp:
         if args.videos:
@@ -44,32 +53,55 @@ def run(args: argparse.Namespace) -> int:
         else:
             paths = make_bench_videos(Path(tmp) / "videos", seed=args.seed)
             source = "generated 320x240 H.264 videos of 250 frames (25 fps, gop 250)"
-        store = FrameStore(Path(tmp) / "store", short_side=args.short_side)
+        raw = FrameStore(Path(tmp) / "store", short_side=args.short_side)
+        jpeg = JpegFrameStore(Path(tmp) / "store", short_side=args.short_side, quality=quality)
         start = time.perf_counter()
-        report = store.build(paths, progress=False)
-        build_s = time.perf_counter() - start
-        for path, reason in report.skipped:
+        report = raw.build(paths, progress=False)
+        raw_build_s = time.perf_counter() - start
+        start = time.perf_counter()
+        jpeg_report = jpeg.build(report.ok, progress=False)
+        jpeg_build_s = time.perf_counter() - start
+        for path, reason in report.skipped + jpeg_report.skipped:
             print(f"skipped {path}: {reason}")
-        lengths = {p: store.num_frames(p) for p in report.ok}
+        lengths = {p: raw.num_frames(p) for p in jpeg_report.ok}
         clips = sample_clips(lengths, args.clips, np.random.default_rng(args.seed))
         if not clips:
             print(f"no video has the {(CLIP_LEN - 1) * STRIDES[0] + 1} frames a clip needs")
             return 1
-        frames, keyframes = count_keyframes(report.ok)
-        print(f"bench data: {len(report.ok)} {source}; {frames} frames, {keyframes} keyframes "
+        frames, keyframes = count_keyframes(list(lengths))
+        stored = sum(lengths.values())
+        raw_bpf = sum((raw.root / f"{raw.key(p)}.npy").stat().st_size for p in lengths) / stored
+        jpeg_bpf = sum((jpeg.root / f"{jpeg.key(p)}.jpgs").stat().st_size for p in lengths) / stored
+        print(f"bench data: {len(lengths)} {source}; {frames} frames, {keyframes} keyframes "
               f"(one per {frames / keyframes:.0f} frames); {len(clips)} clips of {CLIP_LEN} frames, stride 1-4, half reversed, "
               f"seed {args.seed}, short side {args.short_side}")
-        print(f"store build: {len(report.ok)} videos in {build_s:.2f} s (decoded once)")
-        for path in lengths:  # open each memmap once, as a DataLoader worker does on its first clip
-            store.read(path, [0])
-        store_rate, store_warm, store_frames = _time_clips(lambda p, idx: store.read(p, idx), clips, 1.0)
+        print(f"store build: raw {raw_build_s:.2f} s, jpeg q{quality} {jpeg_build_s:.2f} s (each decodes every video once)")
+        for path in lengths:  # open each file once, as a DataLoader worker does on its first clip
+            raw.read(path, [0])
+            jpeg.read(path, [0])
+        raw_rate, raw_warm, raw_frames = _time_clips(lambda p, idx: raw.read(p, idx), clips, 1.0)
+        jpeg_rate, jpeg_warm, jpeg_frames = _time_clips(lambda p, idx: jpeg.read(p, idx), clips, 1.0)
         decode_rate, _, decode_frames = _time_clips(lambda p, idx: _decode_clip(p, idx, args.short_side), clips)
-        same = all(np.array_equal(a, b) for a, b in zip(store_frames, decode_frames))
-    print(f"frame store: {store_rate:.1f} clips/s (memmap gather, first pass; {store_warm:.0f} clips/s warm)")
-    print(f"decode_clip: {decode_rate:.1f} clips/s (seek to keyframe + decode from the video file)")
-    print(f"ratio: {store_rate / decode_rate:.1f}x (store / decode)")
-    print(f"identical frames: {'yes' if same else 'NO'}")
+    same = all(np.array_equal(a, b) for a, b in zip(raw_frames, decode_frames))
+    psnrs = [psnr(a, b) for a, b in zip(jpeg_frames, raw_frames)]
+    smaller, faster = raw_bpf / jpeg_bpf, jpeg_rate / decode_rate
+    print(f"bytes/frame: raw {raw_bpf:,.0f}; jpeg q{quality} {jpeg_bpf:,.0f}  -> jpeg {smaller:.1f}x smaller")
+    print(f"raw store  : {raw_rate:8.1f} clips/s (memmap gather, first pass; {raw_warm:.0f} clips/s warm)")
+    print(f"jpeg store : {jpeg_rate:8.1f} clips/s (decode 16 JPEGs, first pass; {jpeg_warm:.0f} clips/s warm)")
+    print(f"decode_clip: {decode_rate:8.1f} clips/s (seek to keyframe + decode from the video file)")
+    print(f"ratios: raw / decode {raw_rate / decode_rate:.1f}x; jpeg / decode {faster:.1f}x; "
+          f"raw / jpeg {raw_rate / jpeg_rate:.1f}x")
+    print(f"jpeg vs raw frames: PSNR mean {np.mean(psnrs):.1f} dB, min {np.min(psnrs):.1f} dB over {len(psnrs)} clips")
+    print(f"identical frames (raw store vs decode): {'yes' if same else 'NO'}")
+    print(f"goals: jpeg >= {SMALLER_GOAL:.0f}x smaller than raw: {'met' if smaller >= SMALLER_GOAL else 'NOT met'}; "
+          f"jpeg >= {FASTER_GOAL:.0f}x faster than decoding: {'met' if faster >= FASTER_GOAL else 'NOT met'}")
     return 0 if same else 1
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of uint8 images in dB (inf when identical)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def make_bench_videos(out_dir: Path, *, count: int = 3, num_frames: int = 250, height: int = 240,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vsslkit.commands.arguments import device
+from vsslkit.commands.store_args import add_store_format_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--log-every", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", type=device, default="cpu", help="cpu | cuda | auto")
+    add_store_format_arguments(p, default="raw")
     p.set_defaults(func=run)
 
 
@@ -55,45 +57,23 @@ class TrainBench:
 def bench_train(*, backbone: str = "r3d_10", width: float = 0.25, batch_size: int = 4, frames: int = 8,
                 size: int = 64, steps: int = 20, warmup: int = 2, videos: int = 8, workers: int = 0,
                 checkpoint_every: int = 10, log_every: int = 5, device: str = "cpu", seed: int = 0,
-                work_dir: str | Path | None = None) -> TrainBench:
+                work_dir: str | Path | None = None, store_format: str = "raw", jpeg_quality: int = 90) -> TrainBench:
     """Measure (a) and (b) of the module docstring; returns seconds per step for both."""
     import numpy as np
     import torch
 
     from vsslkit.data.clips import BatchPreparer, ClipDataset, EpochSampler, collate
-    from vsslkit.data.store import FrameStore
+    from vsslkit.data.stores import open_store
     from vsslkit.data.writer import write_video
-    from vsslkit.models import build_backbone
-    from vsslkit.tasks import make_task
-    from vsslkit.tasks.model import PretextModel
     from vsslkit.train.distributed import resolve_device
     from vsslkit.train.loop import fit, make_optimizer
 
     dev = resolve_device(device)
-    torch.manual_seed(seed)
-    task = make_task("pace", clip_len=frames)
-    model = PretextModel(build_backbone(backbone, width=width), task).to(dev)
-
-    # (a) the bare step on one fixed batch
-    batch = {"clips": {"clip": torch.randn(batch_size, 3, frames, size, size, device=dev)},
-             "labels": {"speed": torch.randint(0, task.heads["speed"], (batch_size,), device=dev)}}
-    opt = make_optimizer("sgd", model.parameters(), lr=0.01)
-    model.train()
-
-    def bare_step() -> None:
-        loss, _ = model.training_step(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    model, task, bare_step = make_bare_step(backbone=backbone, width=width, batch_size=batch_size, frames=frames,
+                                            size=size, device=dev, seed=seed)
 
     def time_bare() -> list[float]:
-        times = []
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            bare_step()
-            _sync(dev)
-            times.append(time.perf_counter() - t0)
-        return times
+        return time_steps(bare_step, steps, dev)
 
     for _ in range(warmup):
         bare_step()
@@ -108,7 +88,7 @@ def bench_train(*, backbone: str = "r3d_10", width: float = 0.25, batch_size: in
         for v in range(videos):
             clip = rng.integers(0, 255, size=(length, size, size * 4 // 3 // 2 * 2, 3), dtype=np.uint8)
             paths.append(write_video(root / "videos" / f"v{v}.mp4", clip, crf=28))
-        store = FrameStore(root / "store", short_side=size)
+        store = open_store(root / "store", format=store_format, short_side=size, quality=jpeg_quality)
         report = store.build(paths, progress=False)
         if report.skipped:
             raise RuntimeError(f"benchmark videos failed to store: {report.skipped}")
@@ -130,6 +110,58 @@ def bench_train(*, backbone: str = "r3d_10", width: float = 0.25, batch_size: in
                       batch_size=batch_size)
 
 
+def make_bare_step(*, backbone: str, width: float, batch_size: int, frames: int, size: int, device,
+                   seed: int = 0, amp: bool = False, channels_last: bool = False):
+    """(model, task, step): `step()` runs forward + backward + SGD step on one fixed in-memory batch.
+
+    The model is a pace-task `PretextModel`: the same heads and loss the loop trains.
+    """
+    import torch
+
+    from vsslkit.models import build_backbone
+    from vsslkit.tasks import make_task
+    from vsslkit.tasks.model import PretextModel
+    from vsslkit.train.loop import make_optimizer
+
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    task = make_task("pace", clip_len=frames)
+    model = PretextModel(build_backbone(backbone, width=width), task).to(dev)
+    clips = torch.randn(batch_size, 3, frames, size, size, device=dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last_3d)
+        clips = clips.contiguous(memory_format=torch.channels_last_3d)
+    batch = {"clips": [clips], "labels": {"speed": torch.randint(0, task.heads["speed"], (batch_size,), device=dev)}}
+    opt = make_optimizer("sgd", model.parameters(), lr=0.01)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp and dev.type == "cuda")
+    amp_dtype = torch.float16 if dev.type == "cuda" else torch.bfloat16
+    model.train()
+
+    def step() -> None:
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp):
+            loss, _ = model.training_step(batch)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    return model, task, step
+
+
+def time_steps(step, steps: int, device) -> list[float]:
+    """Seconds of each of `steps` calls of `step` (synchronised on CUDA)."""
+    import torch
+
+    dev = torch.device(device)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        _sync(dev)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def _sync(device) -> None:
     import torch
 
@@ -144,9 +176,11 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     r = bench_train(backbone=args.backbone, width=args.width, batch_size=args.batch_size, frames=args.frames,
                     size=args.size, steps=args.steps, warmup=args.warmup, videos=args.videos, workers=args.workers,
-                    checkpoint_every=args.checkpoint_every, log_every=args.log_every, device=args.device)
+                    checkpoint_every=args.checkpoint_every, log_every=args.log_every, device=args.device,
+                    store_format=args.store_format, jpeg_quality=args.jpeg_quality or 90)
     print(f"bench train: {args.backbone} width {args.width}, batch {args.batch_size} x {args.frames}x{args.size}x"
-          f"{args.size}, {args.steps} steps, {torch.get_num_threads()} threads, device {args.device}")
+          f"{args.size}, {args.steps} steps, {torch.get_num_threads()} threads, device {args.device}, "
+          f"{args.store_format} store")
     print(f"  bare model step : {r.bare_step_s * 1000:8.1f} ms/step  {r.clips_per_s(r.bare_step_s):7.1f} clips/s")
     print(f"  full fit loop   : {r.loop_step_s * 1000:8.1f} ms/step  {r.clips_per_s(r.loop_step_s):7.1f} clips/s "
           f"(store reads, crops, logging every {args.log_every}, checkpoint every {args.checkpoint_every})")

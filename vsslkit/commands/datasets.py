@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vsslkit.commands.arguments import int_at_least
+from vsslkit.commands.store_args import add_store_format_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -255,11 +256,13 @@ def add_prepare_arguments(p: argparse.ArgumentParser, dataset: str | None = None
     p.add_argument("--no-store", action="store_true", help="only extract; do not build the frame store")
     p.add_argument("--short-side", type=int_at_least(8), default=128, help="stored frames' short side (default 128)")
     p.add_argument("--workers", type=int_at_least(1), default=1, help="processes building the frame store")
+    add_store_format_arguments(p, default="jpeg")
     p.add_argument("--no-progress", action="store_true")
 
 
 def run_prepare(args: argparse.Namespace, dataset: str | None = None) -> int:
     from vsslkit.data.datasets import DatasetError
+    from vsslkit.data.jpeg_store import DEFAULT_QUALITY
     from vsslkit.data.prepare import PrepareError, prepare_hmdb51, prepare_ucf101
 
     name = dataset or args.dataset
@@ -268,7 +271,7 @@ def run_prepare(args: argparse.Namespace, dataset: str | None = None) -> int:
         prepare(args.out, videos=args.videos, splits=args.splits, videos_md5=args.videos_md5,
                 splits_md5=args.splits_md5, videos_sha256=args.videos_sha256, splits_sha256=args.splits_sha256,
                 store_dir=args.store, build_store=not args.no_store, short_side=args.short_side,
-                workers=args.workers, progress=not args.no_progress)
+                store_format=args.store_format, jpeg_quality=args.jpeg_quality or DEFAULT_QUALITY, workers=args.workers, progress=not args.no_progress)
     except (PrepareError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

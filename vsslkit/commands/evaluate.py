@@ -21,6 +21,7 @@ from vsslkit.commands.common import (
     resolve_settings,
     task_options,
 )
+from vsslkit.commands.store_args import add_store_format_arguments
 from vsslkit.data.store import default_store_dir
 
 DEFAULT_STORE = default_store_dir()
@@ -85,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--clips-per-video", type=int, default=4)
     t.add_argument("--short-side", type=int, default=128, help="short side of stored frames (as in training)")
     t.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"frame store folder (default {DEFAULT_STORE})")
+    add_store_format_arguments(t, default="auto")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--seed", type=int, default=0, help="seeds the drawn clips (same seed, same clips)")
     t.add_argument("--device", type=device, default="cpu")
@@ -106,6 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--test-clips-per-video", type=int, default=4)
     q.add_argument("--short-side", type=int, default=128, help="short side of stored frames")
     q.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"frame store folder (default {DEFAULT_STORE})")
+    add_store_format_arguments(q, default="auto")
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=run_pretext_probe)
 
@@ -130,6 +133,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=device, default="cpu")
     p.add_argument("--seed", type=int, default=0, help="seeds random init, pair sampling and SVMs")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"frame store folder (default {DEFAULT_STORE})")
+    add_store_format_arguments(p, default="auto")
 
 
 # ----------------------------------------------------------------------------- shared steps
@@ -155,11 +159,11 @@ def _dataset(args: argparse.Namespace) -> dict[str, Any]:
     A video too short for --stride is kept with the largest stride that fits (reported); only a
     video shorter than one stride-1 clip is left out, by name.
     """
+    from vsslkit.commands.store_args import open_store_from_args
     from vsslkit.data.datasets import detect_layout, open_dataset
-    from vsslkit.data.store import FrameStore
     from vsslkit.eval.features import fitting_strides
 
-    store = FrameStore(args.store, short_side=args.short_side)
+    store = open_store_from_args(args, args.store, dataset_root=args.data)
     layout = detect_layout(args.data)
     if layout == "folder":  # no official test split: every video queries all the others
         train = open_dataset(args.data, args.split, "train")
@@ -388,13 +392,13 @@ def run_report(args: argparse.Namespace) -> int:
 def run_pretext_eval(args: argparse.Namespace) -> int:
     import json
 
+    from vsslkit.commands.store_args import open_store_from_args
     from vsslkit.data.datasets import open_dataset
-    from vsslkit.data.store import FrameStore
     from vsslkit.eval.pretext import localization_summary, predict_pretext_clips, summary_markdown
     from vsslkit.train.pretrain import load_pretext_model
 
     model, config = load_pretext_model(args.checkpoint)
-    store = FrameStore(args.store, short_side=args.short_side)
+    store = open_store_from_args(args, args.store, dataset_root=args.data)
     index, skipped = open_dataset(args.data, args.split, args.subset).with_frame_counts(store)
     need = model.task.min_frames
     skipped += [(p, f"{n} frames, the task needs at least {need}") for p, n in zip(index.paths, index.num_frames)
@@ -429,11 +433,11 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
 
 
 def run_pretext_probe(args: argparse.Namespace) -> int:
+    from vsslkit.commands.store_args import open_store_from_args
     from vsslkit.data.datasets import open_dataset
-    from vsslkit.data.store import FrameStore
     from vsslkit.eval.probe import motion_energy_probe
 
-    store = FrameStore(args.store, short_side=args.short_side)
+    store = open_store_from_args(args, args.store, dataset_root=args.data)
     train, bad_train = open_dataset(args.data, args.split, "train").with_frame_counts(store)
     test, bad_test = open_dataset(args.data, args.split, "test").with_frame_counts(store)
     result = motion_energy_probe(args.task, train=(train.paths, train.num_frames), test=(test.paths, test.num_frames),

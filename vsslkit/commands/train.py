@@ -26,6 +26,7 @@ from vsslkit.commands.common import (
     resolve_settings,
     task_options,
 )
+from vsslkit.commands.store_args import add_store_format_arguments
 
 TRAIN_DEFAULTS: dict[str, Any] = {"backbone": "r3d_10", "width": 0.25, "norm": "bn", "clip_len": 16, "size": 64,
                                   "residual": False}
@@ -37,6 +38,7 @@ def _common(p: argparse.ArgumentParser, *, lr: float, batch_size: int) -> None:
     p.add_argument("--store", type=Path, default=None,
                    help="frame store directory (default: $VSSLKIT_STORE or ~/.cache/vsslkit/frames)")
     p.add_argument("--short-side", type=int_at_least(8), default=128, help="short side of stored frames")
+    add_store_format_arguments(p, default="auto")
     d = TRAIN_DEFAULTS
     p.add_argument("--backbone", default=None, help=f"backbone name (default {d['backbone']}; finetune: the --init checkpoint's)")
     p.add_argument("--width", type=positive_float, default=None, help=f"channel width multiplier (default {d['width']})")
@@ -105,9 +107,10 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
 
 def _load_index(args: argparse.Namespace, info: Any, *, label_fraction: float = 1.0):
     """Train index with frame counts; rank 0 builds the frame store, the others wait for it."""
+    from vsslkit.commands.store_args import open_store_from_args
     from vsslkit.data.datasets import label_fraction as take_fraction
     from vsslkit.data.datasets import open_dataset
-    from vsslkit.data.store import FrameStore, default_store_dir
+    from vsslkit.data.store import default_store_dir
     from vsslkit.errors import UsageError
     from vsslkit.train.distributed import barrier
 
@@ -121,7 +124,7 @@ def _load_index(args: argparse.Namespace, info: Any, *, label_fraction: float = 
                          + (" (see the split-file problems above)" if index.problems else ""))
     if label_fraction < 1.0:
         index = take_fraction(index, label_fraction, args.seed)
-    store = FrameStore(args.store or default_store_dir(), short_side=args.short_side)
+    store = open_store_from_args(args, args.store or default_store_dir(), dataset_root=args.data)
     if info.is_main:
         index_counts, skipped = index.with_frame_counts(store, progress=args.progress)
     barrier(info)

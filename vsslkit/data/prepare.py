@@ -289,16 +289,18 @@ def _all_split_videos(loader: Callable[..., VideoIndex], root: Path) -> tuple[li
 
 def _finish(dataset: str, root: Path, loader: Callable[..., VideoIndex], *, store_dir: str | os.PathLike | None,
             build_store: bool, short_side: int, workers: int, progress: bool, log: Log,
-            hashes: dict[str, dict[str, str]]) -> PrepareResult:
+            hashes: dict[str, dict[str, str]], store_format: str, jpeg_quality: int) -> PrepareResult:
     paths, problems = _all_split_videos(loader, root)
     result = PrepareResult(dataset, root, len(paths), None, problems=problems, hashes=hashes)
     if build_store:
-        from vsslkit.data.store import FrameStore
+        from vsslkit.data.stores import open_store, record_format
 
         result.store_dir = Path(store_dir) if store_dir is not None else default_store_dir()
-        log(f"building the frame store (short side {short_side}) in {result.store_dir} ...")
-        report = FrameStore(result.store_dir, short_side=short_side).build(paths, progress=progress, workers=workers)
+        log(f"building the {store_format} frame store (short side {short_side}) in {result.store_dir} ...")
+        store = open_store(result.store_dir, format=store_format, short_side=short_side, quality=jpeg_quality)
+        report = store.build(paths, progress=progress, workers=workers)
         result.stored, result.skipped = len(report.ok), list(report.skipped)
+        record_format(root, format=store_format, quality=jpeg_quality, short_side=short_side)
     log(result.summary())
     return result
 
@@ -308,11 +310,13 @@ def prepare_ucf101(
     videos_md5: str | None = None, splits_md5: str | None = None, videos_sha256: str | None = None,
     splits_sha256: str | None = None, store_dir: str | os.PathLike | None = None, build_store: bool = True,
     short_side: int = 128, workers: int = 1, progress: bool = True, log: Log = print,
+    store_format: str = "jpeg", jpeg_quality: int = 90,
 ) -> PrepareResult:
     """UCF101: `videos` (UCF101.rar, path or URL) + `splits` (the RecognitionTask zip) → `out_dir`.
 
     Result: `out_dir/UCF-101/<Class>/*.avi` and `out_dir/ucfTrainTestlist/`, loadable with
-    `open_dataset(out_dir)`, plus a frame store of every video of the three splits.
+    `open_dataset(out_dir)`, plus a frame store (`store_format`: JPEG by default, ~10x smaller
+    than raw) of every video of the three splits; `vsslkit pretrain/finetune` find its format.
     """
     out = Path(out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -327,7 +331,8 @@ def prepare_ucf101(
             raise PrepareError(out, f"the splits archive did not give {UCF_SPLIT_DIR}/classInd.txt (found {found})")
         shutil.move(str((out / found[0]).parent), out / UCF_SPLIT_DIR)
     return _finish("ucf101", out, load_ucf101, store_dir=store_dir, build_store=build_store, short_side=short_side,
-                   workers=workers, progress=progress, log=log, hashes=hashes)
+                   workers=workers, progress=progress, log=log, hashes=hashes, store_format=store_format,
+                   jpeg_quality=jpeg_quality)
 
 
 def prepare_hmdb51(
@@ -335,6 +340,7 @@ def prepare_hmdb51(
     videos_md5: str | None = None, splits_md5: str | None = None, videos_sha256: str | None = None,
     splits_sha256: str | None = None, store_dir: str | os.PathLike | None = None, build_store: bool = True,
     short_side: int = 128, workers: int = 1, progress: bool = True, log: Log = print,
+    store_format: str = "jpeg", jpeg_quality: int = 90,
 ) -> PrepareResult:
     """HMDB51: `videos` (hmdb51_org.rar: a rar of per-class rars) + `splits` (test_train_splits.rar).
 
@@ -371,4 +377,5 @@ def prepare_hmdb51(
             raise PrepareError(out, f"the splits archive did not give {HMDB_SPLIT_DIR}/ (found {found})")
         shutil.move(str(found[0]), out / HMDB_SPLIT_DIR)
     return _finish("hmdb51", out, load_hmdb51, store_dir=store_dir, build_store=build_store, short_side=short_side,
-                   workers=workers, progress=progress, log=log, hashes=hashes)
+                   workers=workers, progress=progress, log=log, hashes=hashes, store_format=store_format,
+                   jpeg_quality=jpeg_quality)

@@ -26,7 +26,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -80,6 +80,8 @@ class FrameStore:
     process after this one opened it keeps being read from the old (still valid) file until
     `ensure` is called again here.
     """
+
+    suffix = "npy"  # the data file next to `<key>.json`
 
     def __init__(self, root: str | os.PathLike, *, short_side: int = 128):
         if short_side < 1:
@@ -143,12 +145,12 @@ class FrameStore:
         with tqdm(total=len(paths), desc="frame store", unit="video", disable=not progress) as bar:
             if workers <= 1:
                 for i, path in enumerate(paths):
-                    reasons[i] = _try_ensure(self.root, self.short_side, path)
+                    reasons[i] = _try_ensure(self, path)
                     bar.update(1)
             else:
                 with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                          initializer=die_with_parent) as pool:
-                    futures = {pool.submit(_try_ensure, self.root, self.short_side, p): i for i, p in enumerate(paths)}
+                    futures = {pool.submit(_try_ensure, self, p): i for i, p in enumerate(paths)}
                     try:
                         for future in as_completed(futures):
                             reasons[futures[future]] = future.result()
@@ -198,13 +200,21 @@ class FrameStore:
             "mtime_ns": stat.st_mtime_ns,
             "short_side": self.short_side,
         }
-        if any(meta.get(k) != v for k, v in expected.items()):
+        if any(meta.get(k) != v for k, v in {**expected, **self._format_fields()}.items()):
             return None
         if meta.get("content") != _content_digest(source):  # rewritten in place with size and mtime restored
             return None
-        if _npy_shape(self.root / f"{key}.npy") != tuple(meta.get("shape", ())):
+        if not self._data_matches(key, meta):
             return None
         return meta
+
+    def _format_fields(self) -> dict:
+        """Extra JSON fields that must match (another store format adds its name and settings)."""
+        return {}
+
+    def _data_matches(self, key: str, meta: dict) -> bool:
+        """Whether the committed data file is complete and has the shape the JSON records."""
+        return _npy_shape(self.root / f"{key}.npy") == tuple(meta.get("shape", ()))
 
     def _build(self, source: Path, key: str) -> dict:
         stat = _source_stat(source)  # taken before decoding: a change during the build means stale
@@ -250,16 +260,27 @@ class FrameStore:
 
 def _decode_to_raw(source: Path, raw: Path, short_side: int) -> tuple[int, tuple[int, int, int], float, int, str, str]:
     """Stream resized RGB frames to a raw file (one decode pass, bounded memory)."""
+    with open(raw, "wb") as out:
+        return decode_each(source, short_side, lambda image: out.write(image.tobytes()))
+
+
+def decode_each(
+    source: Path, short_side: int, sink: Callable[[np.ndarray], object]
+) -> tuple[int, tuple[int, int, int], float, int, str, str]:
+    """Hand every resized RGB frame to `sink`; return (count, shape, fps, rotation, codec, error).
+
+    Every frame gets the first frame's size (a resolution change mid-stream is resized away).
+    """
     shape: tuple[int, int, int] | None = None
     rotation = 0
-    with VideoReader(source) as reader, open(raw, "wb") as out:
+    with VideoReader(source) as reader:
         for frame in reader:
             image = to_rgb(frame, short_side=short_side)
             if shape is None:
                 shape, rotation = image.shape, frame_rotation(frame)
             elif image.shape != shape:  # resolution changed mid-stream: keep the first frame's size
                 image = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
-            out.write(image.tobytes())
+            sink(image)
         rate, codec, error, count = reader.rate, reader.codec, reader.error, reader.count
     if count == 0 or shape is None:
         raise VideoError(source, f"no decodable frames ({error or 'empty video stream'})")
@@ -293,13 +314,13 @@ def _content_digest(source: Path) -> str:
     return digest.hexdigest()
 
 
-def _try_ensure(root: Path, short_side: int, path: Path) -> str | None:
+def _try_ensure(store: FrameStore, path: Path) -> str | None:
     """None when stored, else the reason (top level so spawned workers can run it).
 
     A full disk is raised (`DiskFullError`), never returned as the video's fault.
     """
     try:
-        FrameStore(root, short_side=short_side).ensure(path)
+        store.ensure(path)
         return None
     except VideoError as exc:
         return exc.reason
@@ -307,7 +328,7 @@ def _try_ensure(root: Path, short_side: int, path: Path) -> str | None:
         raise
     except Exception as exc:
         if is_disk_full(exc):  # e.g. the lock file could not be created
-            raise DiskFullError(root, f"the frame store ({path.name})") from exc
+            raise DiskFullError(store.root, f"the frame store ({path.name})") from exc
         return f"{type(exc).__name__}: {exc}"
 
 

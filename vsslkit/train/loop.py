@@ -31,6 +31,7 @@ from vsslkit.train.checkpoint import (
 )
 from vsslkit.train.distributed import DistInfo, mean_across_ranks, wrap_for_training
 from vsslkit.train.logging import MetricsLogger, Row
+from vsslkit.train.prefetch import prefetched
 
 
 def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, *, momentum: float = 0.9,
@@ -190,6 +191,10 @@ def fit(
 
     # --- the loop --------------------------------------------------------------------------
     batch_size = train_loader.batch_size or 1
+
+    def to_model_input(raw: Any, at_step: int) -> Any:
+        return prepare(raw, step=at_step) if prepare is not None else _to_device(raw, device)
+
     while step < total_steps:
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -203,14 +208,11 @@ def fit(
         batch_in_epoch = position // batch_size
         skip = batch_in_epoch if sampler is None else 0  # no EpochSampler: replay up to the resume point
         position = 0
-        for raw in batches:
-            if skip:
-                skip -= 1
-                continue
+        # the next batch is loaded and prepared in a thread while this one trains (bit-identical batches)
+        for raw, batch in prefetched(batches, to_model_input, first_step=step, skip=skip):
             for failure in raw.get("failures", []) if isinstance(raw, dict) else []:
                 failures.append(failure)
                 _report_failure(out_dir, failure, info)
-            batch = prepare(raw, step=step) if prepare is not None else _to_device(raw, device)
             model.train()
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                 loss, metrics = step_fn(batch)
