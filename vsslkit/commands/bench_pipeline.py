@@ -77,7 +77,7 @@ def loader_clips_per_s(loader, prepare, batches: int, device) -> float:
     clips, start = 0, time.perf_counter()
     for step in range(1, batches + 1):
         out = prepare(next(it), step=step)
-        clips += len(out["clips"][0])
+        clips += len(out["clips"]["clip"])
     _sync(device)
     return clips / (time.perf_counter() - start)
 

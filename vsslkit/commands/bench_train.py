@@ -131,7 +131,7 @@ def make_bare_step(*, backbone: str, width: float, batch_size: int, frames: int,
     if channels_last:
         model.to(memory_format=torch.channels_last_3d)
         clips = clips.contiguous(memory_format=torch.channels_last_3d)
-    batch = {"clips": [clips], "labels": {"speed": torch.randint(0, task.heads["speed"], (batch_size,), device=dev)}}
+    batch = {"clips": {"clip": clips}, "labels": {"speed": torch.randint(0, task.heads["speed"], (batch_size,), device=dev)}}
     opt = make_optimizer("sgd", model.parameters(), lr=0.01)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp and dev.type == "cuda")
     amp_dtype = torch.float16 if dev.type == "cuda" else torch.bfloat16
