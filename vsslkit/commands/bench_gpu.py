@@ -40,13 +40,13 @@ class GpuBenchConfig:
     warmup: int = 3
     decode_frames: int = 2048
     decode_batch: int = 512
-    videos: int = 32
+    videos: int = 640  # many batches per epoch: worker start-up must not dominate the loader figure
     video_frames: int = 96
     height: int = 128
     width_px: int = 171
     quality: int = 90
     workers: tuple[int, ...] = (0, 4, 8, 16)
-    loader_batches: int = 20
+    loader_batches: int = 40
     device: str = "cuda"
 
     @staticmethod
