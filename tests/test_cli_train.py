@@ -49,7 +49,7 @@ def test_pretrain_resume_then_finetune_from_it(synthetic, tmp_path, capsys):
     assert main(["pretrain", "--task", "pace", "--residual", "--steps", "3", *common]) == 0
     assert "resumed from" in capsys.readouterr().out
     rows = list(csv.DictReader((out / "metrics.csv").open()))
-    assert [int(r["step"]) for r in rows] == [1, 2, 3] and "speed_acc" in rows[0]
+    assert [int(r["step"]) for r in rows] == [1, 2, 3] and "pretext.speed_acc" in rows[0]
 
     ft = tmp_path / "ft"
     assert main(["finetune", "--data", str(synthetic), "--store", str(store), "--out", str(ft), "--residual",
@@ -99,7 +99,7 @@ def test_same_batch_contrastive_pretraining_with_workers(synthetic, tmp_path):
                  "--task", "speed-change-coarse", "--contrastive", "--queue-size", "32", "--same-batch",
                  "--workers", "2", "--steps", "2", *SMALL]) == 0
     rows = list(csv.DictReader((out / "metrics.csv").open()))
-    assert len(rows) == 2 and {"speed_acc", "ctr_loss"} <= set(rows[0])
+    assert len(rows) == 2 and {"pretext.speed_acc", "moco.loss"} <= set(rows[0])
 
 
 @pytest.mark.slow

@@ -285,7 +285,7 @@ def test_synthetic_full_disk_never_leaves_a_torn_split_file(synthetic, tmp_path,
 
 def test_results_and_reports_full_disk_keep_the_old_file(tmp_path, monkeypatch):
     from vsslkit.eval.results import Protocol, write_result
-    from vsslkit.experiments.report import write_html
+    from vsslkit.viz.report_html import ReportPage, write_report_html
 
     protocol = Protocol(task="video_classification", dataset="syn", split=1, subset="test")
     result = write_result(tmp_path / "result.json", {"top1": 0.5}, protocol)
@@ -294,7 +294,7 @@ def test_results_and_reports_full_disk_keep_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(DiskFullError, match="result.json: no space left on device"):
         write_result(result, {"top1": 0.9}, protocol)
     with pytest.raises(DiskFullError, match="report.html: no space left on device"):
-        write_html(tmp_path / "report.html", "t", [("text", "<p>new</p>")])
+        write_report_html(tmp_path / "report.html", ReportPage(title="t", verdicts=[], body="new"))
     monkeypatch.undo()
     assert json.loads(result.read_text())["metrics"]["top1"] == 0.5
     assert (tmp_path / "report.html").read_text() == "old report" and leftovers(tmp_path) == []

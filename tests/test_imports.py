@@ -26,6 +26,7 @@ ROOT = Path(vsslkit.__file__).resolve().parent
 
 # Top-level part of a module name (vsslkit.<part>...) -> its layer; lower layers are imported by higher.
 LAYERS: dict[str, int] = {
+    "errors": -1, "atomic": -1,  # leaves (standard library only) that every layer may use
     "models": 0,
     "data": 1, "plans": 1,
     "tasks": 2,
@@ -230,7 +231,7 @@ def test_every_module_has_a_layer_and_arrows_point_down(graph):
 
 def test_models_import_nothing_of_ours_but_models(graph):
     bad = sorted(f"{a} -> {b}" for a, targets in graph.items() if is_part_of(a, "models")
-                 for b in targets if b != "vsslkit" and not is_part_of(b, "models"))
+                 for b in targets if b != "vsslkit" and not is_part_of(b, "models") and layer(b) >= 0)
     assert not bad, "\n".join(bad)
 
 
@@ -243,7 +244,9 @@ def test_the_library_never_imports_a_command(graph):
 def test_no_command_imports_viz(graph):
     """Commands print and write files; ipywidgets apps and their helpers are the notebooks' side.
     (Direct imports: `quickstart` reaches viz.plots through experiments, whose HTML report is
-    made of plotly figures, by design.)"""
+    made of plotly figures, by design; `neighbours --html` writes film strips with viz.neighbours'
+    page function, the one command that draws.)"""
+    drawing = {("vsslkit.commands.embed", "vsslkit.viz.neighbours")}
     bad = sorted(f"{a} -> {b}" for a, targets in graph.items() if is_part_of(a, "commands")
-                 for b in targets if is_part_of(b, "viz"))
+                 for b in targets if is_part_of(b, "viz") and (a, b) not in drawing)
     assert not bad, "\n".join(bad)

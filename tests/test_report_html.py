@@ -129,8 +129,9 @@ def test_report_reads_top_down_from_a_results_file(tmp_path):
 
 def test_one_seed_report_and_pretext_curves(tmp_path):
     results = results_slice(1)
-    results["pretext_curves"] = {"seed 0": [{"step": 10, "loss": 5.6, "speed_acc": 0.2, "loc_acc": 0.1, "ctr_acc": 0.05},
-                                            {"step": 20, "loss": 5.2, "speed_acc": 0.3, "loc_acc": 0.2, "ctr_acc": 0.1}]}
+    results["pretext_curves"] = {"seed 0": [
+        {"step": 10, "loss": 5.6, "pretext.speed_acc": 0.2, "pretext.loc_acc": 0.1, "moco.acc": 0.05},
+        {"step": 20, "loss": 5.2, "pretext.speed_acc": 0.3, "pretext.loc_acc": 0.2, "moco.acc": 0.1}]}
     results["minutes"], results["device"] = 3.9, "cpu"
     markdown, page = qs.build_report(results)
     body = body_of(render_html(page))

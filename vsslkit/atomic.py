@@ -17,12 +17,16 @@ from vsslkit.errors import DiskFullError, is_disk_full
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Replace `path` with `text` (UTF-8) atomically; returns `path`."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results and reports are for whoever reads the folder
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except OSError as exc:

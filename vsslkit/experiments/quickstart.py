@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from vsslkit.atomic import write_text_atomic
 from vsslkit.experiments.paired import DownstreamConfig, downstream, ensure_synthetic, load_data
 from vsslkit.experiments.report import (
     comparison_rows,
@@ -36,7 +37,6 @@ from vsslkit.viz.report_html import (
     Verdict,
     config_table,
     write_report_html,
-    write_text_atomic,
 )
 
 # The CPU classroom recipe: slim R3D-10 (0.9 M parameters), 8 residual frames, 56 px crops.

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 from markdown_it import MarkdownIt
+
+from vsslkit.atomic import write_text_atomic
 
 # commonmark + GFM tables; raw HTML in the text is escaped, not passed through.
 _MD = MarkdownIt("commonmark", {"html": False}).enable("table")
@@ -124,26 +124,6 @@ def render_html(page: ReportPage) -> str:
         parts.append(f"<details><summary>{esc(summary)}</summary>{render_markdown(text)}</details>")
     parts.append("</body></html>")
     return "\n".join(parts)
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write `text` via a temp file in the same folder + fsync + rename: a kill or a full disk leaves the old file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is for everyone who may read the folder
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_report_html(path: str | Path, page: ReportPage) -> Path:
