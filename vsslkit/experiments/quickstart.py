@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from vsslkit.data.synthetic import GENERATOR_VERSION
 from vsslkit.experiments.paired import Data, DownstreamConfig, downstream, ensure_synthetic, load_data
 from vsslkit.experiments.report import (
     comparison_rows,
@@ -58,6 +59,7 @@ class QuickstartPlan:
     pretrain_steps: int = CPU_PRETRAIN_STEPS
     downstream: DownstreamConfig = CPU_DOWNSTREAM
     videos_per_class: int = 43
+    version: int = GENERATOR_VERSION  # synthetic generator version (2: time-symmetric, 3: + irreversible physics)
     device: str = "auto"
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -69,7 +71,8 @@ def run_quickstart(plan: QuickstartPlan) -> dict[str, Any]:
     device = resolve_device(plan.device)
     out = Path(plan.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ensure_synthetic(plan.data_root, videos_per_class=plan.videos_per_class, progress=plan.progress)
+    ensure_synthetic(plan.data_root, videos_per_class=plan.videos_per_class, progress=plan.progress,
+                     version=plan.version)
     data = load_data(plan.data_root, progress=plan.progress, workers=2)
     if data.skipped:
         print(f"skipped {len(data.skipped)} unusable videos: " + "; ".join(f"{p}: {r}" for p, r in data.skipped))
@@ -122,11 +125,12 @@ def _write_report(plan: QuickstartPlan, data: Data, runs: dict[str, list[dict]],
     chance = 100.0 / data.train.num_classes
     protocol = {"pretrain": plan.pretrain.to_json(), "pretrain_steps": plan.pretrain_steps,
                 "downstream": asdict(plan.downstream), "seeds": list(plan.seeds), "dataset": str(plan.data_root),
+                "synthetic_version": plan.version,
                 "split": data.split, "train_videos": len(data.train), "test_videos": len(data.test),
                 "classes": data.train.num_classes, **plan.extra}
     text = "\n".join([
         "# vsslkit quickstart report", "",
-        (f"Dataset: built-in synthetic motion set, split {data.split}: {len(data.train)} training videos "
+        (f"Dataset: built-in synthetic motion set (generator version {plan.version}), split {data.split}: {len(data.train)} training videos "
         f"(pretraining uses them **without labels**), {len(data.test)} test videos, {data.train.num_classes} classes "
         f"(chance {chance:.1f} %). Seeds: {', '.join(map(str, plan.seeds))}; every seed pairs both initialisations "
         f"(same labelled subset, same fine-tuning budget and crops, same test clips)."), "",
