@@ -8,6 +8,8 @@
 - `quick_classifier()`: `train_classifier` with classroom defaults (tiny R3D, residual input).
 - `object_mask()` / `probe_clip()` / `model_input()`: ground truth and model input for CAM.
 - `compact_images()` / `picture()` / `difference_frames()`: pictures that keep notebooks small.
+- `arrow_of_time_clips()`: one clip rendered by synthetic versions 2 and 3 (show it forward and
+  backward with `viz.plots.forward_backward_strips`).
 """
 
 from __future__ import annotations
