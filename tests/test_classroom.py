@@ -34,6 +34,9 @@ def test_default_course_root_follows_vsslkit_data(monkeypatch, tmp_path):
     assert classroom.default_course_root(fast=True) == tmp_path / "course-fast"
     assert classroom.default_course_root(fast=False) == tmp_path / "course-full"
     assert classroom.default_course_root(fast=True, seed=3) == tmp_path / "course-fast-seed3"
+    # each generator version gets its own folder; version 2 keeps the names its caches already have
+    assert classroom.default_course_root(fast=True, version=2) == tmp_path / "course-fast"
+    assert classroom.default_course_root(fast=False, seed=3, version=3) == tmp_path / "course-full-v3-seed3"
 
 
 def test_real_video_dir_needs_a_manifest(monkeypatch, tmp_path):
@@ -117,6 +120,25 @@ def test_course_dataset_uses_vsslkit_fast_and_data(monkeypatch, tmp_path):
         classroom.course_dataset()
     assert calls["out_dir"] == tmp_path / "course-fast"
     assert calls["videos_per_class"] == classroom.FAST_VIDEOS_PER_CLASS
+    assert calls["version"] == 2  # the default, for now
+    with pytest.raises(RuntimeError, match="stop here"):
+        classroom.course_dataset(version=3)
+    assert calls["out_dir"] == tmp_path / "course-fast-v3" and calls["version"] == 3
+
+
+def test_arrow_of_time_clips_are_one_clip_in_two_versions():
+    from vsslkit.viz.plots import forward_backward_strips
+
+    clips = classroom.arrow_of_time_clips("Bounce", seed=3, num_frames=6, stride=2, size=32)
+    assert list(clips) == ["version 2", "version 3"]
+    v2, v3 = clips["version 2"], clips["version 3"]
+    assert v2.shape == v3.shape == (6, 32, 32, 3) and v2.dtype == np.uint8
+    # same scene and object, plus version 3's processes: most pixels agree, some differ a lot
+    diff = np.abs(v2.astype(int) - v3.astype(int)).max(axis=-1)
+    assert np.median(diff) <= 2 and (diff > 40).mean() > 0.005
+    sheet, labels = forward_backward_strips(clips, gap=2)
+    assert sheet.shape == (4 * 34 - 2, 6 * 34 - 2, 3)
+    assert labels == ["version 2, forward", "version 2, backward", "version 3, forward", "version 3, backward"]
 
 
 @pytest.mark.parametrize(("value", "mode"), [("1", "fast mode"), ("0", "full mode")])

@@ -119,3 +119,17 @@ def test_ordering_agreement_counts_pairs_ordered_as_the_thesis():
     assert ab.ordering_agreement({}, thesis, "retrieval", "R@1")["pairs"] == 0
     assert set(ab.THESIS_TABLE_4_2) == {n for n, _ in ab.TABLE_4_2}
     assert set(ab.THESIS_TABLE_4_1) - {n for n, _ in ab.TABLE_4_1} == {"fine-grained + localization + CL"}
+
+
+def test_a_folder_of_another_synthetic_version_is_refused(tiny_synthetic, tmp_path, capsys):
+    from vsslkit.cli import main
+    from vsslkit.experiments.paired import ensure_synthetic, synthetic_version_problem
+
+    assert synthetic_version_problem(tiny_synthetic, 2) is None and synthetic_version_problem(tmp_path / "none", 3) is None
+    with pytest.raises(ValueError, match="holds synthetic generator version 2, asked for version 3"):
+        ensure_synthetic(tiny_synthetic, version=3)
+    for command in (["quickstart"], ["reproduce", "ablation"]):
+        assert main([*command, "--data", str(tiny_synthetic), "--out", str(tmp_path / "out"),
+                     "--synthetic-version", "3"]) == 2
+    assert capsys.readouterr().err.count("asked for version 3; choose another data folder") == 2
+    assert not (tmp_path / "out").exists()

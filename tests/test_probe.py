@@ -65,3 +65,82 @@ def test_cli_on_both_cameras(tmp_path, capsys):
                      "--size", "24", "--train-clips-per-video", "2", "--test-clips-per-video", "2"]) == 0
     out = capsys.readouterr().out
     assert out.count("| loc |") == 2 and "scored on 56 clips of the test videos" in out
+
+
+class Events:
+    """Blobs that switch on at random times: `irreversible` ones jump on and decay (like a drop of
+    ink), symmetric ones rise and decay alike (a film that plays the same both ways)."""
+
+    def __init__(self, irreversible: bool):
+        self.irreversible = irreversible
+
+    def read(self, path, indices):
+        rng = np.random.default_rng(int(str(path)[1:-4]))
+        births = rng.uniform(-20, 100, size=40)
+        cells = rng.integers(0, 4, size=(40, 2))
+        amplitude = rng.choice([-60.0, 60.0], size=40)
+        frames = np.full((len(indices), 16, 16), 128.0)
+        for i, t in enumerate(indices):
+            age = t - births
+            weight = np.exp(-np.abs(age) / 4.0) * (age >= 0 if self.irreversible else 1.0)
+            for (r, c), a, w in zip(cells, amplitude, weight):
+                frames[i, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] += a * w
+            frames[i] += np.random.default_rng([int(str(path)[1:-4]), int(t)]).normal(0, 3, size=(16, 16))
+        return np.repeat(np.clip(frames, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+@pytest.mark.parametrize("irreversible", [True, False])
+def test_arrow_of_time_probe_sees_irreversible_change_and_only_that(irreversible):
+    paths, frames = [f"v{i}.mp4" for i in range(50)], [80] * 50
+    result = motion_energy_probe("arrow-of-time", train=(paths[:30], frames[:30]), test=(paths[30:], frames[30:]),
+                                 source=Events(irreversible), clip_len=8, crop_size=16, train_clips_per_video=8,
+                                 test_clips_per_video=8)
+    head = result["heads"]["direction"]
+    assert result["test_clips"] == 160 and head["chance"] == 0.5 and 0.4 < head["majority"] < 0.6
+    if irreversible:
+        assert head["accuracy"] >= 0.9
+    else:
+        assert head["accuracy"] <= 0.62
+
+
+def test_arrow_of_time_labels_and_features_flip_with_time():
+    from vsslkit.eval.probe import direction_features
+    from vsslkit.tasks import ArrowOfTimeTask
+
+    task = ArrowOfTimeTask(clip_len=9, speeds=(1, 2))  # the probe's sampler is the task's
+    samples = [task.sample(60, np.random.default_rng(s)) for s in range(200)]
+    for sample in samples:
+        plan, label = sample.plan, sample.labels["direction"]
+        steps = np.diff(plan.indices)
+        assert len(plan) == 9 and plan.kind == "constant" and len(set(steps)) == 1 and abs(steps[0]) in (1, 2)
+        assert label == int(steps[0] < 0) == int(plan.params["reverse"])
+    assert 0.35 < np.mean([s.labels["direction"] for s in samples]) < 0.65
+    clips = torch.randn(3, 3, 9, 16, 16)
+    forward, backward = direction_features(clips), direction_features(clips.flip(2))
+    assert forward.shape == (3, 14)
+    q_means, q_shares = [2, 5, 8], [1, 4, 7]  # per lag: mean over cells negates, share of positive cells mirrors
+    assert np.allclose(backward[:, q_means], -forward[:, q_means], atol=1e-5)
+    assert np.allclose(backward[:, q_shares], 1 - forward[:, q_shares], atol=1e-5)
+    assert np.allclose(backward[:, 11], -forward[:, 11], atol=1e-4)  # change of the mean grey level
+    with pytest.raises(ValueError, match="expected clips"):
+        direction_features(torch.zeros(1, 3, 3, 8, 8))
+    paths = ["v0.mp4"]
+    with pytest.raises(ValueError, match="strides >= 1"):
+        motion_energy_probe("arrow-of-time", train=(paths, [80]), test=(paths, [80]), source=Events(True), speeds=(0,))
+    with pytest.raises(ValueError, match="strides >= 1"):
+        motion_energy_probe("arrow-of-time", train=(paths, [80]), test=(paths, [80]), source=Events(True), pool=(1, 2))
+
+
+@pytest.mark.slow
+def test_cli_arrow_of_time_on_version_3(tmp_path, capsys):
+    root = tmp_path / "v3"
+    assert main(["data", "synthetic", "--out", str(root), "--videos-per-class", "7", "--size", "32",
+                 "--min-length", "40", "--max-length", "48", "--version", "3", "--no-progress"]) == 0
+    assert main(["pretext-probe", "--data", str(root), "--store", str(tmp_path / "store"), "--short-side", "32",
+                 "--size", "24", "--task", "arrow-of-time", "--speed-pool", "1", "2", "--train-clips-per-video", "2",
+                 "--test-clips-per-video", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "generator version 3" in out and "| direction |" in out and "scored on 56 clips of the test videos" in out
+    assert main(["pretext-probe", "--data", str(root), "--store", str(tmp_path / "store"), "--short-side", "32",
+                 "--size", "24", "--task", "arrow-of-time", "--sampling", "class"]) == 2
+    assert "error: --task arrow-of-time:" in capsys.readouterr().err

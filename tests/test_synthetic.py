@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from vsslkit.data.datasets import open_dataset
 from vsslkit.data.synthetic import (
     CLASSES,
+    GENERATOR_VERSION,
     TEST_GROUPS,
+    VERSIONS,
+    _request,
     camera_shake,
+    irreversible_scene,
+    load_metadata,
     make_synthetic,
+    params_record,
     render,
     render_video,
     sample_params,
@@ -170,3 +180,143 @@ def test_refuses_foreign_folder(tmp_path: Path) -> None:
     (tmp_path / "videos").mkdir()
     with pytest.raises(FileExistsError, match="videos/ folder"):
         make_synthetic(tmp_path, videos_per_class=7, size=32, length_range=(20, 30), workers=1, progress=False)
+
+
+# --------------------------------------------------------------------------------- versions
+
+
+def _hash_videos(seed: int, *, size: int, length_range: tuple[int, int], cameras: tuple[str, ...], version: int) -> str:
+    h = hashlib.sha256()
+    for c, cls in enumerate(CLASSES):
+        for camera in cameras:
+            p = sample_params(cls, np.random.default_rng([seed, c]), size=size, length_range=length_range,
+                              camera=camera, version=version)
+            h.update(json.dumps(params_record(p), sort_keys=True).encode())
+            h.update(render(p).tobytes())
+    return h.hexdigest()
+
+
+def test_version_2_is_bit_identical_to_before_version_3() -> None:
+    """Pinned on the code before version 3 existed: parameters, their stored record and every pixel.
+
+    (Computed with `asdict(p)` and `render(p)` on commit 87d17d3; `params_record` must keep
+    version 2's records byte-identical, so synthetic.json of a version-2 set does not change.)
+    """
+    small = _hash_videos(0, size=32, length_range=(20, 28), cameras=("smooth", "white"), version=2)
+    assert small == "98f92c17c80aad380f30ece4244851951d634487ec9e48dbd27e7a9c92fad06b"
+    default = _hash_videos(1, size=64, length_range=(50, 200), cameras=("smooth",), version=2)
+    assert default == "e49fdd55df2e553c480670369764df29bfc7ed2fe887afbacb87604ef5fb5f71"
+    request = json.dumps(_request(43, 0, 64, 25, (50, 200), "smooth", 2), sort_keys=True).encode()
+    assert hashlib.sha256(request).hexdigest() == "2a1abc284ab8659091be5fe7114f9d6adce23a12420c1d9e0a4879550a94a9d6"
+    assert GENERATOR_VERSION == 2 and sample_params("Orbit", np.random.default_rng(0)).version == 2
+    # version 3 draws the same parameters and adds the irreversible layer on top
+    p2 = sample_params("Orbit", np.random.default_rng(4), num_frames=30)
+    p3 = sample_params("Orbit", np.random.default_rng(4), num_frames=30, version=3)
+    assert replace(p2, version=3) == p3 and params_record(p3)["version"] == 3
+    assert np.abs(render(p3).astype(float) - render(p2).astype(float)).mean() > 2
+    with pytest.raises(ValueError, match="unknown synthetic generator version 4"):
+        sample_params("Orbit", np.random.default_rng(0), version=4)
+
+
+def test_version_3_processes_are_the_same_for_every_class() -> None:
+    """The irreversible layer comes from motion_seed + 3, drawn the same for every class: no class leak."""
+    scenes = [irreversible_scene(sample_params(c, np.random.default_rng(9), num_frames=60, version=3)) for c in CLASSES]
+    first = scenes[0]
+    assert len(first.drops.birth) > 5 and len(first.ripples.birth) > 3 and len(first.debris.birth) > 3
+    for scene in scenes[1:]:
+        for layer in ("debris", "drops", "ripples"):
+            a, b = getattr(first, layer), getattr(scene, layer)
+            for name in vars(a):
+                assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), (layer, name)
+    # and frames differ between two classes only around the main object: same background + processes
+    frames = [render(sample_params(c, np.random.default_rng(9), num_frames=60, version=3)) for c in ("MoveUp", "MoveDown")]
+    assert np.median(np.abs(frames[0].astype(int) - frames[1].astype(int))) <= 1
+
+
+def test_version_3_processes_run_one_way() -> None:
+    """Each process has a direction: pebbles end lower than they start and stop; ink spreads and
+    fades; rings grow and fade. Played backwards, each would run the impossible way."""
+    for seed in range(5):
+        scene = irreversible_scene(sample_params("Bounce", np.random.default_rng(seed), num_frames=200, version=3))
+        d = scene.debris
+        for b, path, opacity in zip(d.birth, d.path, d.opacity):
+            seen = np.flatnonzero(opacity > 0)
+            if b < 0 or len(seen) < 60 or opacity[seen[-1]] < 1:  # follow pebbles seen from birth to rest
+                continue
+            y, x = path[seen, 1], path[seen, 0]
+            assert y[-1] > y[0] + 5  # fell and stayed down
+            vy = np.diff(y)
+            assert vy[:3].max() > 0 and np.all(vy[-5:] == 0) and np.all(np.diff(x[-5:]) == 0)  # came to rest
+            assert np.all(np.diff(opacity[seen]) <= 0)
+            bounces = np.flatnonzero((vy[:-1] > 0) & (vy[1:] < 0))
+            heights = [y[i + 1] - y[i + 1 :].min() for i in bounces if i + 1 < len(y)]
+            assert all(a >= b for a, b in itertools.pairwise(heights))  # every bounce lower than the last
+        drops = scene.drops
+        ages = np.arange(0, 30)
+        var = drops.sigma0[:, None] ** 2 + drops.diffusion[:, None] * ages
+        peak = drops.sigma0[:, None] ** 2 / var * np.exp(-ages / drops.lifetime[:, None])
+        assert np.all(np.diff(var, axis=1) > 0) and np.all(np.diff(peak, axis=1) < 0)
+        assert np.all(scene.ripples.speed > 0) and np.all(scene.ripples.lifetime > 0)
+
+
+def test_version_3_frames_are_stationary_and_cheap_to_tell_from_version_2() -> None:
+    """Births start before the first frame, so the first and last frames look alike (no 'start of video' cue)."""
+    p = sample_params("Orbit", np.random.default_rng(2), num_frames=120, version=3)
+    frames = render(p).astype(np.float32)
+    p2 = replace(p, version=2)
+    extra = np.abs(frames - render(p2).astype(np.float32)).mean(axis=(1, 2, 3))  # what the processes add, per frame
+    assert extra[:20].mean() > 0.5 * extra.mean() and extra[-20:].mean() > 0.5 * extra.mean()
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_single_frame_does_not_tell_the_class(version: int) -> None:
+    """Design goal: one frame gives chance accuracy. Logistic regression on a downsampled frame per
+    video (one random frame of each of 14 x 40 videos, grouped train/test) stays <= chance + 5 points,
+    while the same classifier reads what a frame does show (is the scene's background light?)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(123)
+    x, y, light, j_of = [], [], [], []
+    for c, cls in enumerate(CLASSES):
+        for j in range(40):
+            p = sample_params(cls, np.random.default_rng([77, c, j]), size=32, num_frames=10, version=version)
+            x.append(_small(render(p)[int(rng.integers(p.num_frames))]))
+            y.append(c)
+            light.append(sum(p.background) > 3 * 128)
+            j_of.append(j)
+    x, y, light, train = np.array(x), np.array(y), np.array(light), np.array(j_of) < 20
+
+    def score(labels: np.ndarray) -> float:
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=300))
+        return model.fit(x[train], labels[train]).score(x[~train], labels[~train])
+
+    assert score(y) <= 1 / 14 + 0.05
+    assert score(light) > 0.8
+
+
+def _small(frame: np.ndarray) -> np.ndarray:
+    return cv2.resize(frame, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32).ravel() / 255
+
+
+def test_the_version_is_recorded_and_folders_never_mix_versions(tmp_path: Path) -> None:
+    from vsslkit.cli import main
+    from vsslkit.commands.datasets import SYNTHETIC_DEFAULT_VERSION, SYNTHETIC_VERSIONS
+
+    assert SYNTHETIC_VERSIONS == VERSIONS and SYNTHETIC_DEFAULT_VERSION == GENERATOR_VERSION
+    out = tmp_path / "syn"
+    args = ["data", "synthetic", "--out", str(out), "--videos-per-class", "7", "--size", "32", "--min-length", "20",
+            "--max-length", "24", "--workers", "1", "--no-progress"]
+    assert main([*args, "--version", "3"]) == 0
+    meta = load_metadata(out)
+    assert meta["request"]["generator_version"] == 3 and {v["version"] for v in meta["videos"]} == {3}
+    video = out / meta["videos"][0]["path"]
+    first = video.stat().st_mtime_ns
+    assert main([*args, "--version", "3"]) == 0 and video.stat().st_mtime_ns == first  # same request: kept
+    assert main(args) == 0  # the default (2) replaces every video of the folder
+    meta = load_metadata(out)
+    assert meta["request"]["generator_version"] == 2 and all("version" not in v for v in meta["videos"])
+    assert video.stat().st_mtime_ns != first
+    with pytest.raises(ValueError, match="unknown synthetic generator version"):
+        make_synthetic(tmp_path / "bad", videos_per_class=7, version=1, progress=False)

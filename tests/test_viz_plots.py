@@ -49,6 +49,20 @@ def test_frames_slider_has_a_play_button_and_an_optional_colour_bar():
     assert all(list(f.traces) == [0] for f in heat.frames)  # the slider only replaces the image
 
 
+def test_forward_backward_strips_two_rows_per_clip():
+    clip = np.stack([np.full((4, 5, 3), v, np.uint8) for v in (10, 20, 30)])
+    sheet, labels = plots.forward_backward_strips({"a": clip, "b": clip + 1}, gap=1)
+    assert sheet.shape == (4 * 5 - 1, 3 * 6 - 1, 3) and sheet.dtype == np.uint8
+    assert labels == ["a, forward", "a, backward", "b, forward", "b, backward"]
+    assert [sheet[0, c * 6, 0] for c in range(3)] == [10, 20, 30]  # a forward
+    assert [sheet[5, c * 6, 0] for c in range(3)] == [30, 20, 10]  # a backward
+    assert [sheet[15, c * 6, 0] for c in range(3)] == [31, 21, 11]  # b backward
+    with pytest.raises(ValueError, match="one shape"):
+        plots.forward_backward_strips({"a": clip, "b": clip[:2]})
+    with pytest.raises(ValueError, match="at least one clip"):
+        plots.forward_backward_strips({})
+
+
 def test_curves_confusion_recall_bars_slider(tmp_path):
     csv_path = tmp_path / "metrics.csv"
     csv_path.write_text("step,loss,acc\n1,2.0,\n2,1.5,0.5\n")

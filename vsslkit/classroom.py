@@ -9,6 +9,8 @@
 - `quick_classifier()`: `train_classifier` with classroom defaults (tiny R3D, residual input).
 - `object_mask()` / `probe_clip()` / `model_input()`: ground truth and model input for CAM.
 - `compact_images()` / `picture()` / `difference_frames()`: pictures that keep notebooks small.
+- `arrow_of_time_clips()`: one clip rendered by synthetic versions 2 and 3 (show it forward and
+  backward with `viz.plots.forward_backward_strips`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 from vsslkit.data.datasets import VideoIndex, open_dataset
 from vsslkit.data.store import FrameStore, default_store_dir
 from vsslkit.data.synthetic import (
+    GENERATOR_VERSION,
     VideoParams,
     camera_shake,
     make_synthetic,
@@ -75,31 +78,36 @@ class CourseData:
         return "\n".join(lines)
 
 
-def default_course_root(*, fast: bool, seed: int = 0) -> Path:
+def default_course_root(*, fast: bool, seed: int = 0, version: int = GENERATOR_VERSION) -> Path:
     """`$VSSLKIT_DATA/course-fast` (or `course-full`), `$VSSLKIT_DATA` defaulting to `~/.cache/vsslkit`.
 
-    Fast and full sets live side by side, so switching modes never regenerates the other one.
+    Fast and full sets live side by side, so switching modes never regenerates the other one;
+    likewise each generator version has its own folder (`-v3`; version 2 keeps the plain name).
     """
     base = Path(os.environ.get("VSSLKIT_DATA", Path.home() / ".cache" / "vsslkit")).expanduser()
-    name = "course-fast" if fast else "course-full"
+    name = ("course-fast" if fast else "course-full") + ("" if version == 2 else f"-v{version}")
     return base / (name if seed == 0 else f"{name}-seed{seed}")
 
 
 def course_dataset(
     root: str | os.PathLike | None = None, *, fast: bool | None = None, seed: int = 0,
     store_root: str | os.PathLike | None = None, workers: int = 2, progress: bool = False,
+    version: int = GENERATOR_VERSION,
 ) -> CourseData:
     """Build the synthetic dataset at `root` if missing, store its frames, and load split 1.
 
     `workers` processes generate the videos (spawned: call it from a notebook or under
     `if __name__ == "__main__":`). Idempotent: `make_synthetic` returns at once when `root` already holds this request, and the
     frame store only re-checks its records. The store defaults to the kit's shared one
-    (`$VSSLKIT_STORE`, see `default_store_dir`) at short side 64, so the CLI reuses it.
+    (`$VSSLKIT_STORE`, see `default_store_dir`) at short side 64, so the CLI reuses it. `version` is
+    the synthetic generator version (2: time-symmetric, 3: + irreversible physics); a `root` holding
+    another version is regenerated (the store notices the new files).
     """
     fast = fast_mode() if fast is None else fast
-    root = Path(root).expanduser() if root is not None else default_course_root(fast=fast, seed=seed)
+    root = Path(root).expanduser() if root is not None else default_course_root(fast=fast, seed=seed, version=version)
     videos_per_class = FAST_VIDEOS_PER_CLASS if fast else FULL_VIDEOS_PER_CLASS
-    make_synthetic(root, videos_per_class=videos_per_class, seed=seed, workers=workers, progress=progress)
+    make_synthetic(root, videos_per_class=videos_per_class, seed=seed, workers=workers, progress=progress,
+                   version=version)
     store = FrameStore(store_root if store_root is not None else default_store_dir(), short_side=SHORT_SIDE)
     # One process: 64x64 videos decode in milliseconds, far less than spawning workers costs.
     train, skipped_train = open_dataset(root, split=1, subset="train").with_frame_counts(store, progress=progress)
@@ -182,6 +190,21 @@ def probe_clip(class_name: str, *, seed: int, num_frames: int = 17) -> tuple[np.
     params = sample_params(class_name, np.random.default_rng(seed), num_frames=num_frames)
     mask = object_mask(params)
     return render(params), mask[1:] | mask[:-1]
+
+
+def arrow_of_time_clips(class_name: str = "MoveRight", *, seed: int = 0, num_frames: int = 10, stride: int = 2,
+                        size: int = 64) -> dict[str, np.ndarray]:
+    """The same synthetic clip rendered by generator versions 2 and 3: `{"version 2": frames, "version 3": frames}`.
+
+    Same class, scene, object and motion (the parameters differ only in `version`), `num_frames`
+    frames every `stride` frames. Show them with `viz.plots.forward_backward_strips`.
+    """
+    clips = {}
+    for version in (2, 3):
+        params = sample_params(class_name, np.random.default_rng(seed), size=size,
+                               num_frames=(num_frames - 1) * stride + 1, version=version)
+        clips[f"version {version}"] = render(params)[::stride]
+    return clips
 
 
 def difference_frames(frames: np.ndarray, *, gain: float = 4.0) -> np.ndarray:

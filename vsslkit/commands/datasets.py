@@ -19,6 +19,8 @@ from typing import Any
 from vsslkit.commands.arguments import int_at_least
 from vsslkit.commands.store_args import add_store_format_arguments
 
+SYNTHETIC_VERSIONS, SYNTHETIC_DEFAULT_VERSION = (2, 3), 2
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `synthetic`, `check` and `prepare` under `vsslkit data`."""
@@ -63,6 +65,12 @@ def add_synthetic_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera", choices=("smooth", "white"), default="smooth",
                    help="camera shake: smooth hand-held drift (default) or 'white' per-frame ±1 px jitter, which "
                    "hides speed changes (for comparison; see docs/results/pretext.md)")
+    # synthetic.VERSIONS / GENERATOR_VERSION, spelled out so `--help` does not import OpenCV (a test checks they match)
+    p.add_argument("--version", dest="generator_version", type=int, choices=SYNTHETIC_VERSIONS,
+                   default=SYNTHETIC_DEFAULT_VERSION,
+                   help=f"generator version (default {SYNTHETIC_DEFAULT_VERSION}): 2 is time-symmetric (no observer can tell a "
+                   "clip's direction), 3 adds irreversible physics (falling debris, spreading ink, ripples) so the "
+                   "arrow of time is visible; the class is decided by the main object's motion in both")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -76,7 +84,8 @@ def run_synthetic(args: argparse.Namespace) -> int:
     try:
         out = make_synthetic(args.out, videos_per_class=args.videos_per_class, seed=args.seed, size=args.size,
                              fps=args.fps, length_range=(args.min_length, args.max_length),
-                             workers=args.workers, progress=not args.no_progress, camera=args.camera)
+                             workers=args.workers, progress=not args.no_progress, camera=args.camera,
+                             version=args.generator_version)
     except (ValueError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -87,7 +96,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
     print(f"synthetic dataset at {out}")
     print(f"  {len(first.class_names)} classes: {', '.join(first.class_names)}")
     print(f"  {len(frames)} videos, {sum(frames)} frames ({min(frames)}-{max(frames)} per video), "
-          f"{args.size}x{args.size} at {args.fps} fps")
+          f"{args.size}x{args.size} at {args.fps} fps, generator version {meta['request']['generator_version']}")
     for split in sorted(TEST_GROUPS):
         train = open_dataset(out, split=split, subset="train")
         test = open_dataset(out, split=split, subset="test")

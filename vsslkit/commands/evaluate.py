@@ -97,7 +97,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pretext-probe", help="network-free floor: motion energy + gradient boosting on a pretext task",
         description="Does the data show the pretext signal at all? Fits scikit-learn's gradient boosting on the "
         "per-element motion energy of residual clips from the training videos and scores clips of the test "
-        "videos, per head, against majority label and chance. No network, no action labels.",
+        "videos, per head, against majority label and chance. No network, no action labels. "
+        "--task arrow-of-time (built into the probe): forward vs reversed constant-stride clips (strides from "
+        "--speed-pool, default 1) on signed temporal-asymmetry features; near 50 % means the data's films look "
+        "the same played backwards (synthetic --version 2), far above means time's direction is visible (--version 3).",
     )
     q.add_argument("--data", type=Path, required=True, help="dataset root (UCF101/HMDB51 layout)")
     q.add_argument("--split", type=int, default=1)
@@ -440,11 +443,15 @@ def run_pretext_probe(args: argparse.Namespace) -> int:
     store = open_store_from_args(args, args.store, dataset_root=args.data)
     train, bad_train = open_dataset(args.data, args.split, "train").with_frame_counts(store)
     test, bad_test = open_dataset(args.data, args.split, "test").with_frame_counts(store)
-    result = motion_energy_probe(args.task, train=(train.paths, train.num_frames), test=(test.paths, test.num_frames),
-                                 source=store, clip_len=args.clip_len, crop_size=args.size,
-                                 train_clips_per_video=args.train_clips_per_video,
-                                 test_clips_per_video=args.test_clips_per_video, seed=args.seed,
-                                 **task_options(args))
+    try:
+        result = motion_energy_probe(args.task, train=(train.paths, train.num_frames),
+                                     test=(test.paths, test.num_frames), source=store, clip_len=args.clip_len,
+                                     crop_size=args.size, train_clips_per_video=args.train_clips_per_video,
+                                     test_clips_per_video=args.test_clips_per_video, seed=args.seed,
+                                     **task_options(args))
+    except ValueError as exc:  # an unknown task or options it does not take
+        print(f"error: --task {args.task}: {exc}", file=sys.stderr)
+        return 2
     for path, reason in [*bad_train, *bad_test, *result["skipped"]]:
         print(f"skipped {path}: {reason}")
     print(f"motion-energy probe, {args.task}: fitted on {result['train_clips']} clips of the training videos, "

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from vsslkit.commands.arguments import device
+from vsslkit.commands.datasets import SYNTHETIC_DEFAULT_VERSION, SYNTHETIC_VERSIONS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-steps", type=int, default=None)
     p.add_argument("--label-fraction", type=float, default=None)
     p.add_argument("--videos-per-class", type=int, default=43)
+    p.add_argument("--synthetic-version", type=int, choices=SYNTHETIC_VERSIONS, default=SYNTHETIC_DEFAULT_VERSION,
+                   help=f"generator version of the synthetic set built when --data is missing (default "
+                   f"{SYNTHETIC_DEFAULT_VERSION}; 3 adds irreversible physics); a folder of another version is refused")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--report-from", type=Path, default=None, metavar="RESULTS_JSON",
                    help="do not run: re-render OUT/report.md and OUT/report.html from a quickstart results.json")
@@ -33,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vsslkit.experiments import quickstart as qs
+    from vsslkit.experiments.paired import synthetic_version_problem
+
+    problem = synthetic_version_problem(args.data, args.synthetic_version)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
     if args.report_from is not None:
         try:
@@ -55,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         down = replace(down, label_fraction=args.label_fraction)
     plan = qs.QuickstartPlan(data_root=args.data, out_dir=args.out, seeds=tuple(range(args.seeds)), pretrain=pre,
                              pretrain_steps=args.pretrain_steps or steps, downstream=down,
-                             videos_per_class=args.videos_per_class, device=args.device, progress=args.progress,
+                             videos_per_class=args.videos_per_class, version=args.synthetic_version,
+                             device=args.device, progress=args.progress,
                              extra={"preset": "full" if args.full else "cpu"})
     qs.run_quickstart(plan)
     print(f"report: {args.out / 'report.md'} and {args.out / 'report.html'}")

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from vsslkit.commands.arguments import device
+from vsslkit.commands.datasets import SYNTHETIC_DEFAULT_VERSION, SYNTHETIC_VERSIONS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--seeds", type=int, default=3)
     a.add_argument("--pretrain-steps", type=int, default=None)
     a.add_argument("--finetune-steps", type=int, default=None)
+    a.add_argument("--synthetic-version", type=int, choices=SYNTHETIC_VERSIONS, default=SYNTHETIC_DEFAULT_VERSION,
+                   help=f"generator version of the synthetic set built when --data is missing (default "
+                   f"{SYNTHETIC_DEFAULT_VERSION}; 3 adds irreversible physics); a folder of another version is refused")
     a.add_argument("--only", nargs="*", default=None, help="run only the variants whose names contain these words")
     a.add_argument("--device", type=device, default="auto")
     a.add_argument("--progress", action="store_true")
@@ -32,10 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vsslkit.experiments import ablation as ab
+    from vsslkit.experiments.paired import synthetic_version_problem
 
     if args.table_from is not None:
         print(ab.table_from_results(args.table_from))
         return 0
+    problem = synthetic_version_problem(args.data, args.synthetic_version)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     variants = ab.TABLE_4_2 + ab.TABLE_4_1
     if args.only:
         variants = [(n, c) for n, c in variants if n == "random init" or any(w in n for w in args.only)]
@@ -44,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         down = replace(down, finetune_steps=args.finetune_steps)
     plan = ab.AblationPlan(data_root=args.data, out_dir=args.out, seeds=tuple(range(args.seeds)), variants=variants,
                            pretrain_steps=args.pretrain_steps or ab.ABLATION_PRETRAIN_STEPS, downstream=down,
+                           version=args.synthetic_version,
                            device=args.device, progress=args.progress,
                            command="vsslkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     ab.run_ablation(plan)

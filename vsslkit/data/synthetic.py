@@ -8,6 +8,12 @@ accelerate/decelerate), which is what temporal pretext tasks are meant to learn.
 This follows a design that worked in a CPU-budget experiment (TECH_NOTES, "A throw-away
 experiment").
 
+Versions (`version=`, `--version`): 2 is time-reversal symmetric: every class played backwards
+is another class or itself, so no observer can tell the direction of one clip (a control for
+arrow-of-time tasks). 3 adds irreversible physics behind the main object in every scene, the
+same for every class (see `IrreversibleScene`), so the direction of time becomes visible while
+the class is still decided by the main object's motion alone. Version 2 renders bit-identically.
+
 `render_video` gives frames in memory (notebooks); `make_synthetic` writes real H.264 files in
 the UCF101 layout with three group-based splits, loadable with `open_dataset`.
 """
@@ -39,7 +45,8 @@ TEXTURES = ("stripes", "checker", "split")
 GROUPS_PER_CLASS = 7
 # Test groups of split k (1-based), as UCF101 tests groups 1-7 / 8-14 / 15-21.
 TEST_GROUPS = {1: (1, 2), 2: (3, 4), 3: (5, 6)}
-GENERATOR_VERSION = 2  # 2: smooth camera shake instead of per-frame ±1 px jitter
+GENERATOR_VERSION = 2  # the default version. 2: smooth camera shake instead of per-frame ±1 px jitter
+VERSIONS = (2, 3)  # 3: + irreversible background processes (falling debris, ink drops, ripples)
 CAMERAS = ("smooth", "white")
 _CARDINAL = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
 
@@ -71,6 +78,15 @@ class VideoParams:
     angle0: float
     motion_seed: int
     camera: str = "smooth"  # "smooth" hand-held drift (default) or "white": version 1's per-frame ±1 px jitter
+    version: int = 2  # generator version (see the module docstring)
+
+
+def params_record(p: VideoParams) -> dict[str, Any]:
+    """`p` as the JSON record stored in synthetic.json; version 2 omits `version` (its records stay byte-identical)."""
+    record = asdict(p)
+    if p.version == 2:
+        del record["version"]
+    return record
 
 
 def _size_scale(size: int) -> float:
@@ -80,16 +96,19 @@ def _size_scale(size: int) -> float:
 def sample_params(
     class_name: str, rng: np.random.Generator, *, size: int = 64, num_frames: int | None = None,
     length_range: tuple[int, int] = (50, 200), scene_seed: int | None = None, camera: str = "smooth",
+    version: int = GENERATOR_VERSION,
 ) -> VideoParams:
     """Draw one video's parameters. Appearance is drawn first and identically for every class.
 
     Without `num_frames` the length is uniform in `length_range` (default 2–8 s at 25 fps).
-    `scene_seed` fixes the background (videos of one UCF-style group share a scene).
+    `scene_seed` fixes the background (videos of one UCF-style group share a scene). `version`
+    changes no draw here (a version-3 video has its version-2 twin's parameters).
     """
     if class_name not in CLASSES:
         raise ValueError(f"unknown synthetic class {class_name!r}; choose from {', '.join(CLASSES)}")
     if camera not in CAMERAS:
         raise ValueError(f"unknown camera {camera!r}; choose from {', '.join(CAMERAS)}")
+    _check_version(version)
     k = _size_scale(size)
     first = rng.integers(30, 226, size=3)
     second = np.clip(255 - first + rng.integers(-40, 41, size=3), 20, 235)  # always contrasting
@@ -124,8 +143,13 @@ def sample_params(
     return VideoParams(
         class_name=class_name, num_frames=n, size=size, **appearance, speed=speed,
         spin=spin if class_name in ("RotateCW", "RotateCCW") else 0.0, direction=direction, start=start,
-        angle0=angle0, motion_seed=motion_seed, camera=camera,
+        angle0=angle0, motion_seed=motion_seed, camera=camera, version=int(version),
     )
+
+
+def _check_version(version: int) -> None:
+    if version not in VERSIONS:
+        raise ValueError(f"unknown synthetic generator version {version!r}; choose from {', '.join(map(str, VERSIONS))}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,10 +301,15 @@ def _paste(frame: np.ndarray, sprite: np.ndarray, alpha: np.ndarray, cx: float, 
     h, w = frame.shape[:2]
     sh, sw = alpha.shape
     top, left = int(np.floor(cy)) - sh // 2, int(np.floor(cx)) - sw // 2
+    a = alpha[..., None]
+    top, left = top % h, left % w
+    if top + sh <= h and left + sw <= w:  # inside the frame: a plain slice (the same arithmetic, faster)
+        region = frame[top : top + sh, left : left + sw]
+        region[...] = region * (1 - a) + sprite * a
+        return
     rows = (top + np.arange(sh)) % h
     cols = (left + np.arange(sw)) % w
     region = frame[np.ix_(rows, cols)]
-    a = alpha[..., None]
     frame[np.ix_(rows, cols)] = region * (1 - a) + sprite * a
 
 
@@ -305,6 +334,199 @@ def camera_shake(p: VideoParams, *, amplitude: float = 0.8, smoothness: float = 
     smooth -= smooth.mean(0)
     smooth /= max(float(smooth.std()), 1e-6)
     return smooth * amplitude * k
+
+
+# ---------------------------------------------------------------------------------------------
+# Version 3: irreversible processes behind the main object
+
+
+@dataclass
+class Debris:
+    """Pebbles (one entry each) dropped at `birth`: fall, bounce with damping, slide to a stop, rest, fade."""
+
+    birth: np.ndarray  # frame
+    path: np.ndarray  # (N, T, 2) x, y per video frame (NaN before birth)
+    opacity: np.ndarray  # (N, T) in [0, 1]
+    radius: np.ndarray  # half side of the square pebble (px)
+    color: np.ndarray  # (N, 3) float32
+
+
+@dataclass
+class Drops:
+    """Ink drops (one entry each) that land at `birth` as small sharp blobs, then diffuse and evaporate."""
+
+    birth: np.ndarray  # frame
+    xy: np.ndarray  # (N, 2)
+    sigma0: np.ndarray  # px at birth
+    diffusion: np.ndarray  # growth of sigma^2 per frame (px^2)
+    lifetime: np.ndarray  # evaporation time constant (frames)
+    color: np.ndarray  # (N, 3) float32
+
+
+@dataclass
+class Ripples:
+    """Rings (one entry each) that start at a point at `birth`, expand at `speed` px/frame and fade."""
+
+    birth: np.ndarray
+    xy: np.ndarray  # (N, 2)
+    speed: np.ndarray
+    amplitude: np.ndarray  # signed grey levels at birth (light or dark ring)
+    lifetime: np.ndarray  # fade time constant (frames)
+    width: np.ndarray
+
+
+@dataclass
+class IrreversibleScene:
+    """Version 3's background physics: processes whose film played backwards is impossible.
+
+    Why these three: each breaks time symmetry the way real scenes do, at a different level.
+    - Debris (gravity + dissipation): a pebble appears, falls faster and faster, loses energy at
+      every bounce, slides to a stop by friction and rests, then fades. Backwards, a resting
+      pebble jumps by itself with growing bounces and flies up. Seen as a net downward flow and
+      as motion that starts abruptly and ends smoothly.
+    - Ink drops (diffusion): a sharp blob lands at once, then spreads (sigma^2 grows linearly,
+      ink conserved) and evaporates. Backwards, a faint haze gathers into a sharp blob that
+      vanishes in one frame. Seen as sharpness/contrast that jumps up and decays slowly.
+    - Ripples (waves radiating energy): a ring starts at a point, expands and fades; backwards
+      rings converge and brighten. Seen as outward motion and fading contrast.
+    Births are a Poisson stream starting before the first frame, so the scene is stationary:
+    every frame has processes of every age and a short clip anywhere in the video shows some.
+
+    Why it does not leak the class: every number here comes from its own generator seeded by
+    `motion_seed + 3`, and `motion_seed` is drawn the same way for every class (`sample_params`
+    draws every parameter whatever the class), so for one rng the 14 classes get identical
+    processes; only the main object's motion differs. The processes are drawn behind the main
+    object and never interact with it. A single frame therefore tells no more about the class
+    than in version 2 (tests: identical layers across classes; single-frame classifier at chance).
+    """
+
+    debris: Debris
+    drops: Drops
+    ripples: Ripples
+    size: int
+
+
+def _poisson_births(rng: np.random.Generator, rate: float, start: int, end: int) -> np.ndarray:
+    """Birth times (frames, float) of a Poisson stream of `rate` per frame on [start, end)."""
+    count = int(rng.poisson(rate * (end - start)))
+    return np.sort(rng.uniform(start, end, size=count))
+
+
+def _debris_path(n: int, birth: int, rng: np.random.Generator, k: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions `(n, 2)` (NaN before birth) and opacity `(n,)` of one pebble born at frame `birth`."""
+    gravity = float(rng.uniform(0.15, 0.25) * k)  # px / frame^2
+    restitution = float(rng.uniform(0.35, 0.55))
+    friction = float(rng.uniform(0.8, 0.88))  # horizontal speed kept per frame on the ground
+    x, y = float(rng.uniform(0, size)), float(rng.uniform(0, size))
+    floor = y + float(rng.uniform(14, 30) * k)
+    vx, vy = float(rng.uniform(-1.2, 1.2) * k), 0.0
+    rest = int(rng.integers(4, 16))  # frames at rest before fading
+    fade = int(rng.integers(6, 14))
+    path = np.full((n, 2), np.nan)
+    opacity = np.zeros(n)
+    t, resting, faded, on_ground, gone = birth, 0, 0.0, False, False
+    while t < n and not gone:  # a pebble born before frame 0 is simulated from its birth
+        if t >= 0:
+            path[t] = (x, y)
+            opacity[t] = 1.0 - faded
+        if not on_ground:
+            vy += gravity
+            y += vy
+            if y >= floor:  # bounce: lose energy; a slow bounce ends on the ground
+                y = floor
+                vy = -restitution * vy
+                vx *= 0.7
+                if abs(vy) < 2.5 * gravity:
+                    vy, on_ground = 0.0, True
+        else:
+            vx *= friction
+            if abs(vx) < 0.03 * k:
+                vx = 0.0
+                resting += 1
+                if resting > rest:
+                    faded += 1.0 / fade
+                    gone = faded >= 1.0
+        x += vx
+        t += 1
+    return path, opacity
+
+
+def irreversible_scene(p: VideoParams) -> IrreversibleScene:
+    """The version-3 processes of video `p` (deterministic; identical for every class, see above)."""
+    rng = np.random.default_rng(p.motion_seed + 3)
+    n, s, k = p.num_frames, p.size, _size_scale(p.size)
+    warmup = 120  # processes born up to this many frames before the first: a stationary scene
+    births = _poisson_births(rng, 0.09, -warmup, n).astype(int)
+    paths = [_debris_path(n, int(b), rng, k, s) for b in births]
+    m = len(births)
+    debris = Debris(births, np.array([path for path, _ in paths]).reshape(m, n, 2),
+                    np.array([opacity for _, opacity in paths]).reshape(m, n), rng.uniform(1.6, 2.6, size=m) * k,
+                    rng.integers(30, 226, size=(m, 3)).astype(np.float32))
+    births = _poisson_births(rng, 0.25, -warmup, n)
+    m = len(births)
+    drops = Drops(births, rng.uniform(0, s, size=(m, 2)), rng.uniform(2.0, 3.5, size=m) * k,
+                  rng.uniform(0.8, 2.0, size=m) * k * k, rng.uniform(10, 20, size=m),
+                  rng.integers(30, 226, size=(m, 3)).astype(np.float32))
+    births = _poisson_births(rng, 0.2, -warmup, n)
+    m = len(births)
+    ripples = Ripples(births, rng.uniform(0, s, size=(m, 2)), rng.uniform(1.0, 1.8, size=m) * k,
+                      rng.choice([-1.0, 1.0], size=m) * rng.uniform(50, 80, size=m), rng.uniform(4, 7, size=m),
+                      rng.uniform(1.2, 2.0, size=m) * k)
+    return IrreversibleScene(debris, drops, ripples, s)
+
+
+def _torus_offsets(size: int, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Signed offsets `(N, size)` of pixel columns from each x and of rows from each y, on the torus."""
+    coords = np.arange(size, dtype=np.float32)
+    xy = xy.astype(np.float32)
+    return ((coords - xy[:, :1] + size / 2) % size - size / 2, (coords - xy[:, 1:] + size / 2) % size - size / 2)
+
+
+def _blend(frame: np.ndarray, alpha: np.ndarray, colors: np.ndarray) -> None:
+    """Lay `N` coloured layers (alpha `(N, H, W)`, colours `(N, 3)`) over `frame` in place.
+
+    Where layers overlap their colours mix by alpha (like inks), total opacity at most 1: one
+    blend per frame instead of one per layer keeps version 3 cheap to render.
+    """
+    total = alpha.sum(axis=0)
+    mixed = (alpha.reshape(len(alpha), -1).T @ colors).reshape(*total.shape, 3) / np.maximum(total, 1e-6)[..., None]
+    total = np.minimum(total, 1.0)[..., None]
+    frame *= 1 - total
+    frame += total * mixed
+
+
+def _draw_scene(frame: np.ndarray, scene: IrreversibleScene, t: int) -> None:
+    """Draw the processes alive at frame `t` onto `frame` (float32, in place): ink, ripples, then debris."""
+    s = scene.size
+    d = scene.drops
+    age = np.maximum(t - d.birth, 0)
+    var = d.sigma0**2 + d.diffusion * age
+    peak = 0.9 * d.sigma0**2 / var * np.exp(-age / d.lifetime)  # ink conserved as it spreads, evaporating
+    on = (d.birth <= t) & (peak >= 0.02)
+    if on.any():
+        dx, dy = _torus_offsets(s, d.xy[on])
+        v = var[on, None].astype(np.float32)
+        gy, gx = np.exp(-dy**2 / (2 * v)), peak[on, None].astype(np.float32) * np.exp(-dx**2 / (2 * v))
+        _blend(frame, gy[:, :, None] * gx[:, None, :], d.color[on])  # a Gaussian is separable
+    r = scene.ripples
+    age = t - r.birth
+    radius = r.speed * age
+    amplitude = r.amplitude * np.exp(-np.maximum(age, 0) / r.lifetime)
+    on = (age >= 0) & (radius <= s / 2) & (np.abs(amplitude) >= 1.0)
+    if on.any():
+        dx, dy = _torus_offsets(s, r.xy[on])
+        distance = np.sqrt(dy[:, :, None] ** 2 + dx[:, None, :] ** 2)
+        ring = np.exp(-((distance - radius[on, None, None].astype(np.float32)) ** 2)
+                      / (2 * r.width[on, None, None].astype(np.float32) ** 2))
+        frame += np.tensordot(amplitude[on].astype(np.float32), ring, axes=1)[..., None]
+    b = scene.debris
+    on = b.opacity[:, t] > 0
+    if on.any():  # anti-aliased squares: a separable box profile
+        dx, dy = _torus_offsets(s, b.path[on, t])
+        half = b.radius[on, None].astype(np.float32) + 0.5
+        by = np.clip(half - np.abs(dy), 0, 1)
+        bx = np.clip(half - np.abs(dx), 0, 1) * b.opacity[on, t, None].astype(np.float32)
+        _blend(frame, by[:, :, None] * bx[:, None, :], b.color[on])
 
 
 def render(p: VideoParams) -> np.ndarray:
@@ -336,9 +558,12 @@ def render(p: VideoParams) -> np.ndarray:
 
     bg = _background(p)
     shake = camera_shake(p)
+    scene = irreversible_scene(p) if p.version >= 3 else None
     frames = np.empty((n, s, s, 3), np.float32)
     for i in range(n):
         frame = bg.copy()
+        if scene is not None:
+            _draw_scene(frame, scene, i)
         for pos, dmask, dcol in dist:
             _paste(frame, dcol, dmask, pos[i, 0], pos[i, 1])
         cx, cy = xy[i]
@@ -380,28 +605,34 @@ def _video_plan(videos_per_class: int) -> list[tuple[int, str, int, int]]:
 
 def _make_one(job: tuple) -> dict[str, Any]:
     """Render and write one video; deterministic from (seed, class, group, clip)."""
-    out_dir, seed, size, cls, group, clip, fps, video_id, length_range, camera = job
+    out_dir, seed, size, cls, group, clip, fps, video_id, length_range, camera, version = job
     from vsslkit.data.writer import write_video
 
     cv2.setNumThreads(1)
     c = CLASSES.index(cls)
     scene_seed = int(np.random.default_rng([seed, c, group]).integers(2**31))  # a group shares its scene
     rng = np.random.default_rng([seed, c, group, clip])
-    p = sample_params(cls, rng, size=size, length_range=length_range, scene_seed=scene_seed, camera=camera)
+    p = sample_params(cls, rng, size=size, length_range=length_range, scene_seed=scene_seed, camera=camera,
+                      version=version)
     rel = Path("videos") / cls / f"{video_name(cls, group, clip)}.mp4"
     path = Path(out_dir) / rel
     if not path.exists():  # files are written atomically: an existing one is complete
         write_video(path, render(p), fps=fps, gop=25)
-    info = asdict(p)
+    info = params_record(p)
     info.update(path=rel.as_posix(), group=group, clip=clip, video_id=video_id)
     return info
 
 
 def _request(videos_per_class: int, seed: int, size: int, fps: int, length_range: tuple[int, int],
-             camera: str) -> dict[str, Any]:
+             camera: str, version: int = 2) -> dict[str, Any]:
+    """The generation request stored in synthetic.json; the set is rebuilt when any entry differs.
+
+    `generator_version` records the version, so a folder (and the frame store keyed by its files)
+    never mixes versions: asking for another version of the same folder replaces every video.
+    """
     extra = {} if camera == "smooth" else {"camera": camera}  # the default keeps earlier v2 requests valid
     return {**extra,
-        "generator_version": GENERATOR_VERSION, "videos_per_class": videos_per_class, "seed": seed,
+        "generator_version": int(version), "videos_per_class": videos_per_class, "seed": seed,
         "size": size, "fps": fps, "length_range": list(length_range), "classes": list(CLASSES),
         "groups_per_class": GROUPS_PER_CLASS,
         "test_groups": {str(k): list(v) for k, v in TEST_GROUPS.items()},
@@ -411,8 +642,11 @@ def _request(videos_per_class: int, seed: int, size: int, fps: int, length_range
 def make_synthetic(
     out_dir: str | os.PathLike, *, videos_per_class: int = 43, seed: int = 0, size: int = 64, fps: int = 25,
     length_range: tuple[int, int] = (50, 200), workers: int = 2, progress: bool = True, camera: str = "smooth",
+    version: int = GENERATOR_VERSION,
 ) -> Path:
     """Write the synthetic dataset in the UCF101 layout under `out_dir` and return `out_dir`.
+
+    `version` 2 (default for now) is time-symmetric, 3 adds irreversible physics (module docstring).
 
     Idempotent: when `out_dir/synthetic.json` records the same request, nothing is done.
     An interrupted run resumes (finished videos are kept). The result does not depend on
@@ -427,7 +661,8 @@ def make_synthetic(
     out = Path(out_dir).expanduser().resolve()
     if camera not in CAMERAS:
         raise ValueError(f"unknown camera {camera!r}; choose from {', '.join(CAMERAS)}")
-    request = _request(videos_per_class, seed, size, fps, tuple(length_range), camera)
+    _check_version(version)
+    request = _request(videos_per_class, seed, size, fps, tuple(length_range), camera, version)
     meta_path, partial_path = out / "synthetic.json", out / "synthetic.partial.json"
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
@@ -440,7 +675,7 @@ def make_synthetic(
                               "parameters; choose another --out or delete it")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    jobs = [(str(out), seed, size, cls, g, k, fps, vid, tuple(length_range), camera)
+    jobs = [(str(out), seed, size, cls, g, k, fps, vid, tuple(length_range), camera, int(version))
             for vid, cls, g, k in _video_plan(videos_per_class)]
     try:
         write_text_atomic(partial_path, json.dumps(request))

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from vsslkit.atomic import write_text_atomic
+from vsslkit.data.synthetic import GENERATOR_VERSION
 from vsslkit.experiments.paired import DownstreamConfig, downstream, ensure_synthetic, load_data
 from vsslkit.experiments.quickstart import CPU_DOWNSTREAM, CPU_PRETRAIN
 from vsslkit.experiments.report import fmt, markdown_table, mean_std
@@ -76,6 +77,7 @@ class AblationPlan:
     variants: list[tuple[str, PretrainConfig | None]] = field(default_factory=lambda: TABLE_4_2 + TABLE_4_1)
     pretrain_steps: int = ABLATION_PRETRAIN_STEPS
     downstream: DownstreamConfig = ABLATION_DOWNSTREAM
+    version: int = GENERATOR_VERSION  # synthetic generator version (2: time-symmetric, 3: + irreversible physics)
     device: str = "auto"
     progress: bool = False
     command: str = ""
@@ -92,7 +94,7 @@ def run_ablation(plan: AblationPlan) -> dict[str, Any]:
     device = resolve_device(plan.device)
     out = Path(plan.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ensure_synthetic(plan.data_root, progress=plan.progress)
+    ensure_synthetic(plan.data_root, progress=plan.progress, version=plan.version)
     data = load_data(plan.data_root, progress=plan.progress, workers=2)
     results: dict[str, list[dict]] = {name: [] for name, _ in plan.variants}
     for seed in plan.seeds:
@@ -123,7 +125,8 @@ def run_ablation(plan: AblationPlan) -> dict[str, Any]:
     minutes = (time.perf_counter() - t0) / 60
     table = ablation_table(plan, results)
     protocol = {"command": plan.command, "seeds": list(plan.seeds), "pretrain_steps": plan.pretrain_steps,
-                "downstream": asdict(plan.downstream), "dataset": str(plan.data_root), "split": data.split,
+                "downstream": asdict(plan.downstream), "dataset": str(plan.data_root),
+                "synthetic_version": plan.version, "split": data.split,
                 "variants": {name: (cfg.to_json() if cfg else None) for name, cfg in plan.variants},
                 "minutes": round(minutes, 1), "device": device.type}
     write_text_atomic(out / "table.md", table + "\n")

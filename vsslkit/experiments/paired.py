@@ -19,7 +19,7 @@ from torch import nn
 
 from vsslkit.data.datasets import VideoIndex, label_fraction, open_dataset
 from vsslkit.data.store import FrameStore
-from vsslkit.data.synthetic import make_synthetic
+from vsslkit.data.synthetic import GENERATOR_VERSION, load_metadata, make_synthetic
 from vsslkit.eval.features import extract_video_features
 from vsslkit.eval.results import Protocol, write_result
 from vsslkit.eval.retrieval import recall_at_k
@@ -31,13 +31,31 @@ from vsslkit.train.supervised import ClassifierConfig, train_classifier
 RETRIEVAL_KS = (1, 5, 10, 20, 50)
 
 
-def ensure_synthetic(root: str | Path, *, progress: bool = True, **kwargs: Any) -> Path:
-    """Build the built-in synthetic dataset at `root` unless one is already there (then reuse it as is)."""
+def synthetic_version_problem(root: str | Path, version: int) -> str | None:
+    """One line when `root` already holds a synthetic set of another generator version, else None."""
+    if not (Path(root) / "synthetic.json").is_file():
+        return None
+    found = load_metadata(root)["request"]["generator_version"]
+    if found == version:
+        return None
+    return (f"{root}: holds synthetic generator version {found}, asked for version {version}; "
+            "choose another data folder or delete this one")
+
+
+def ensure_synthetic(root: str | Path, *, progress: bool = True, version: int = GENERATOR_VERSION,
+                     **kwargs: Any) -> Path:
+    """Build the built-in synthetic dataset at `root` unless one is already there (then reuse it as is).
+
+    A set of another generator `version` is refused (ValueError), never silently used or replaced.
+    """
     root = Path(root)
+    problem = synthetic_version_problem(root, version)
+    if problem:
+        raise ValueError(problem)
     if (root / "synthetic.json").is_file():
         print(f"using the synthetic dataset at {root}")
         return root
-    return make_synthetic(root, progress=progress, **kwargs)
+    return make_synthetic(root, progress=progress, version=version, **kwargs)
 
 
 @dataclass

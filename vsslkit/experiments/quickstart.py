@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from vsslkit.atomic import write_text_atomic
+from vsslkit.data.synthetic import GENERATOR_VERSION
 from vsslkit.experiments.paired import DownstreamConfig, downstream, ensure_synthetic, load_data
 from vsslkit.experiments.report import (
     comparison_rows,
@@ -66,6 +67,7 @@ class QuickstartPlan:
     pretrain_steps: int = CPU_PRETRAIN_STEPS
     downstream: DownstreamConfig = CPU_DOWNSTREAM
     videos_per_class: int = 43
+    version: int = GENERATOR_VERSION  # synthetic generator version (2: time-symmetric, 3: + irreversible physics)
     device: str = "auto"
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -77,7 +79,8 @@ def run_quickstart(plan: QuickstartPlan) -> dict[str, Any]:
     device = resolve_device(plan.device)
     out = Path(plan.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ensure_synthetic(plan.data_root, videos_per_class=plan.videos_per_class, progress=plan.progress)
+    ensure_synthetic(plan.data_root, videos_per_class=plan.videos_per_class, progress=plan.progress,
+                     version=plan.version)
     data = load_data(plan.data_root, progress=plan.progress, workers=2)
     if data.skipped:
         print(f"skipped {len(data.skipped)} unusable videos: " + "; ".join(f"{p}: {r}" for p, r in data.skipped))
@@ -105,7 +108,7 @@ def run_quickstart(plan: QuickstartPlan) -> dict[str, Any]:
     minutes = (time.perf_counter() - t0) / 60
     protocol = {"pretrain": plan.pretrain.to_json(), "pretrain_steps": plan.pretrain_steps,
                 "downstream": asdict(plan.downstream), "seeds": list(plan.seeds), "dataset": str(plan.data_root),
-                "split": data.split, "train_videos": len(data.train), "test_videos": len(data.test),
+                "synthetic_version": plan.version, "split": data.split, "train_videos": len(data.train), "test_videos": len(data.test),
                 "classes": data.train.num_classes, **plan.extra}
     results = {"protocol": protocol, "runs": runs, "pretext_curves": pretext_curves, "minutes": minutes,
                "device": device.type}
@@ -238,7 +241,8 @@ def _setup_note(results: dict[str, Any]) -> str:
     pre = p.get("pretrain", {})
     how = (f"Mean ± std over {len(seeds)} paired seeds ({', '.join(map(str, seeds))})" if len(seeds) > 1
            else f"One seed ({seeds[0]}; `--seeds 3` gives mean ± std)")
-    text = (f"{how}, on the test split of the built-in synthetic motion set (split {p.get('split', '?')}): "
+    text = (f"{how}, on the test split of the built-in synthetic motion set "
+            f"(generator version {p.get('synthetic_version', 2)}, split {p.get('split', '?')}): "
             f"{p.get('train_videos', '?')} training videos (pretraining uses them **without labels**), "
             f"{p.get('test_videos', '?')} test videos, {p.get('classes', '?')} classes")
     if p.get("classes"):

@@ -96,6 +96,28 @@ def labelled_rows(rows: Sequence[np.ndarray], labels: Sequence[str], *, label_wi
     return np.concatenate(out)[:-gap] if gap else np.concatenate(out)
 
 
+def forward_backward_strips(clips: Mapping[str, np.ndarray], *, gap: int = 2) -> tuple[np.ndarray, list[str]]:
+    """Each clip `(T, H, W, 3)` as two film-strip rows, played forward and then backward: `(sheet, row labels)`.
+
+    For the arrow of time: put the same clip of two synthetic versions side by side (see
+    `classroom.arrow_of_time_clips`); in version 2 both rows look equally possible, in version 3
+    the backward row shows impossible physics (pebbles flying up, ink gathering, rings converging).
+    All clips must have the same shape.
+    """
+    if not clips:
+        raise ValueError("forward_backward_strips needs at least one clip")
+    shapes = {np.asarray(c).shape for c in clips.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 4:
+        raise ValueError(f"expected clips (T, H, W, 3) of one shape, got shapes {sorted(shapes)}")
+    rows, labels = [], []
+    for name, clip in clips.items():
+        clip = np.asarray(clip)
+        rows += [clip, clip[::-1]]
+        labels += [f"{name}, forward", f"{name}, backward"]
+    t = rows[0].shape[0]
+    return film_strip(np.concatenate(rows), columns=t, gap=gap), labels
+
+
 def image_figure(image: np.ndarray, *, title: str = "", height: int | None = None) -> go.Figure:
     """Show one uint8 RGB image without axes (film strips, neighbour galleries)."""
     fig = go.Figure(go.Image(z=image))
