@@ -58,7 +58,7 @@ def test_pretrain_resume_then_finetune_from_it(synthetic, tmp_path, capsys):
     saved = load_checkpoint(ft / "classifier.pt")
     config = json.loads((ft / "classifier.json").read_text())
     assert config["num_classes"] == 14 and config["residual"] and config["init"].endswith("last.pt")
-    assert saved["config"] == config and saved["model"]["classifier.weight"].shape[0] == 14
+    assert saved["config"] == config and saved["model"]["head.fc.weight"].shape[0] == 14
     # the classifier started from the pretrained backbone, not from a fresh random one
     from vsslkit.models import build_backbone
 
