@@ -22,7 +22,7 @@ import numpy as np
 
 from vsslkit.data import store as _store
 from vsslkit.data.jpeg_file import JpegFile, JpegWriter, trailer_count
-from vsslkit.data.store import FORMAT_VERSION, FrameStore
+from vsslkit.data.store import FrameStore
 from vsslkit.errors import DiskFullError, is_disk_full
 
 JPEG_FORMAT_VERSION = 1
@@ -113,22 +113,7 @@ class JpegFrameStore(FrameStore):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp_data, final_data)
-            meta = {
-                "format": FORMAT_VERSION,
-                **self._format_fields(),
-                "source": str(source),
-                "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns,
-                "content": content,
-                "short_side": self.short_side,
-                "num_frames": count,
-                "fps": fps,
-                "shape": [count, *shape],
-                "bytes": size,
-                "rotation": rotation,
-                "codec": codec,
-                "decode_error": error,
-            }
+            meta = {**self._record(source, stat, content, count, shape, fps, rotation, codec, error), "bytes": size}
             tmp_json.write_text(_store.json.dumps(meta, indent=1))
             _store._fsync(tmp_json)
             os.replace(tmp_json, final_json)  # the commit

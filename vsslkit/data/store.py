@@ -208,6 +208,14 @@ class FrameStore:
             return None
         return meta
 
+    def _record(self, source: Path, stat: os.stat_result, content: str, count: int, shape: tuple[int, ...],
+                fps: float, rotation: int, codec: str, error: str | None) -> dict:
+        """The JSON a committed video gets: what it was built from (to spot a stale one) and its frames."""
+        return {"format": FORMAT_VERSION, **self._format_fields(), "source": str(source), "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns, "content": content, "short_side": self.short_side,
+                "num_frames": count, "fps": fps, "shape": [count, *shape], "rotation": rotation, "codec": codec,
+                "decode_error": error}
+
     def _format_fields(self) -> dict:
         """Extra JSON fields that must match (another store format adds its name and settings)."""
         return {}
@@ -229,20 +237,7 @@ class FrameStore:
             count, shape, fps, rotation, codec, error = _decode_to_raw(source, raw, self.short_side)
             _raw_to_npy(raw, tmp_npy, (count, *shape))
             raw.unlink()  # free its space before the JSON is written
-            meta = {
-                "format": FORMAT_VERSION,
-                "source": str(source),
-                "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns,
-                "content": content,
-                "short_side": self.short_side,
-                "num_frames": count,
-                "fps": fps,
-                "shape": [count, *shape],
-                "rotation": rotation,
-                "codec": codec,
-                "decode_error": error,
-            }
+            meta = self._record(source, stat, content, count, shape, fps, rotation, codec, error)
             tmp_json.write_text(json.dumps(meta, indent=1))
             _fsync(tmp_json)
             os.replace(tmp_npy, final_npy)  # renames need no space: both files are complete now
