@@ -1,7 +1,7 @@
 """Small heads that sit on a backbone's `(B, feature_dim)` output.
 
 Tiny modules in the spirit of lightly's heads: the user composes backbone + head + loss in a
-few lines. `MultiHead` is what a pretext task's `make_heads(feature_dim)` returns.
+few lines. `MultiHead` (wrapped in `tasks.base.OnPooled`) is what a classification task's `make_module` returns.
 """
 
 from __future__ import annotations
