@@ -115,8 +115,9 @@ class Joint:
 
     def make_module(self, backbone: nn.Module) -> JointModule:
         # Momentum branches are built first: this is the order the pre-redesign code initialised
-        # parameters in (MoCo's projection before the task heads), kept so that the committed
-        # results reproduce bit for bit. Forward and sampling follow the order given.
+        # parameters in (MoCo's projection before the task heads), kept so that a run reproduces
+        # that code's bit for bit (data_scripts/pretrain_fingerprint.py). Forward and sampling
+        # follow the order given.
         build = sorted(self.tasks, key=lambda b: not getattr(self.tasks[b], "momentum_branch", False))
         modules = {b: self.tasks[b].make_module(backbone) for b in build}
         return JointModule({b: modules[b] for b in self.tasks}, tuple(self.tasks))
