@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 import vsslkit
+from vsslkit.atomic import fsync_dir
 from vsslkit.errors import DiskFullError, checkpoint_error, is_disk_full
 
 
@@ -40,11 +41,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *, keep_prev
         if keep_previous and path.is_file():
             _keep_as_previous(path)
         os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+        fsync_dir(path.parent)  # make the rename itself durable
     except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
         if is_disk_full(exc):
             raise DiskFullError(path, "a checkpoint") from exc
