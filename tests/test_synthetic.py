@@ -208,9 +208,9 @@ def test_version_2_is_bit_identical_to_before_version_3() -> None:
     assert default == "e49fdd55df2e553c480670369764df29bfc7ed2fe887afbacb87604ef5fb5f71"
     request = json.dumps(_request(43, 0, 64, 25, (50, 200), "smooth", 2), sort_keys=True).encode()
     assert hashlib.sha256(request).hexdigest() == "2a1abc284ab8659091be5fe7114f9d6adce23a12420c1d9e0a4879550a94a9d6"
-    assert GENERATOR_VERSION == 2 and sample_params("Orbit", np.random.default_rng(0)).version == 2
+    assert GENERATOR_VERSION == 3 and sample_params("Orbit", np.random.default_rng(0)).version == 3
     # version 3 draws the same parameters and adds the irreversible layer on top
-    p2 = sample_params("Orbit", np.random.default_rng(4), num_frames=30)
+    p2 = sample_params("Orbit", np.random.default_rng(4), num_frames=30, version=2)
     p3 = sample_params("Orbit", np.random.default_rng(4), num_frames=30, version=3)
     assert replace(p2, version=3) == p3 and params_record(p3)["version"] == 3
     assert np.abs(render(p3).astype(float) - render(p2).astype(float)).mean() > 2

@@ -19,7 +19,7 @@ from typing import Any
 from vsslkit.commands.arguments import int_at_least
 from vsslkit.commands.store_args import add_store_format_arguments
 
-SYNTHETIC_VERSIONS, SYNTHETIC_DEFAULT_VERSION = (2, 3), 2
+SYNTHETIC_VERSIONS, SYNTHETIC_DEFAULT_VERSION = (2, 3), 3
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

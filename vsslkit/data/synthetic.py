@@ -45,7 +45,7 @@ TEXTURES = ("stripes", "checker", "split")
 GROUPS_PER_CLASS = 7
 # Test groups of split k (1-based), as UCF101 tests groups 1-7 / 8-14 / 15-21.
 TEST_GROUPS = {1: (1, 2), 2: (3, 4), 3: (5, 6)}
-GENERATOR_VERSION = 2  # the default version. 2: smooth camera shake instead of per-frame ±1 px jitter
+GENERATOR_VERSION = 3  # the default version (3: + irreversible physics; 2: the time-symmetric control)
 VERSIONS = (2, 3)  # 3: + irreversible background processes (falling debris, ink drops, ripples)
 CAMERAS = ("smooth", "white")
 _CARDINAL = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
@@ -646,7 +646,7 @@ def make_synthetic(
 ) -> Path:
     """Write the synthetic dataset in the UCF101 layout under `out_dir` and return `out_dir`.
 
-    `version` 2 (default for now) is time-symmetric, 3 adds irreversible physics (module docstring).
+    `version` 3 (the default) adds irreversible physics; 2 is the time-symmetric control (module docstring).
 
     Idempotent: when `out_dir/synthetic.json` records the same request, nothing is done.
     An interrupted run resumes (finished videos are kept). The result does not depend on
