@@ -31,9 +31,9 @@ def test_fast_mode_rejects_unknown_values(monkeypatch):
 
 def test_default_course_root_follows_vsslkit_data(monkeypatch, tmp_path):
     monkeypatch.setenv("VSSLKIT_DATA", str(tmp_path))
-    assert classroom.default_course_root(fast=True) == tmp_path / "course-fast"
-    assert classroom.default_course_root(fast=False) == tmp_path / "course-full"
-    assert classroom.default_course_root(fast=True, seed=3) == tmp_path / "course-fast-seed3"
+    assert classroom.default_course_root(fast=True) == tmp_path / "course-fast-v3"  # version 3 is the default
+    assert classroom.default_course_root(fast=False) == tmp_path / "course-full-v3"
+    assert classroom.default_course_root(fast=True, seed=3) == tmp_path / "course-fast-v3-seed3"
     # each generator version gets its own folder; version 2 keeps the names its caches already have
     assert classroom.default_course_root(fast=True, version=2) == tmp_path / "course-fast"
     assert classroom.default_course_root(fast=False, seed=3, version=3) == tmp_path / "course-full-v3-seed3"
@@ -113,14 +113,14 @@ def test_course_dataset_uses_vsslkit_fast_and_data(monkeypatch, tmp_path):
     monkeypatch.setenv("VSSLKIT_FAST", "0")
     with pytest.raises(RuntimeError, match="stop here"):
         classroom.course_dataset()
-    assert calls["out_dir"] == tmp_path / "course-full"
+    assert calls["out_dir"] == tmp_path / "course-full-v3"
     assert calls["videos_per_class"] == classroom.FULL_VIDEOS_PER_CLASS
     monkeypatch.setenv("VSSLKIT_FAST", "1")
     with pytest.raises(RuntimeError, match="stop here"):
         classroom.course_dataset()
-    assert calls["out_dir"] == tmp_path / "course-fast"
+    assert calls["out_dir"] == tmp_path / "course-fast-v3"
     assert calls["videos_per_class"] == classroom.FAST_VIDEOS_PER_CLASS
-    assert calls["version"] == 2  # the default, for now
+    assert calls["version"] == 3  # the default
     with pytest.raises(RuntimeError, match="stop here"):
         classroom.course_dataset(version=3)
     assert calls["out_dir"] == tmp_path / "course-fast-v3" and calls["version"] == 3

@@ -125,11 +125,12 @@ def test_a_folder_of_another_synthetic_version_is_refused(tiny_synthetic, tmp_pa
     from vsslkit.cli import main
     from vsslkit.experiments.paired import ensure_synthetic, synthetic_version_problem
 
-    assert synthetic_version_problem(tiny_synthetic, 2) is None and synthetic_version_problem(tmp_path / "none", 3) is None
-    with pytest.raises(ValueError, match="holds synthetic generator version 2, asked for version 3"):
-        ensure_synthetic(tiny_synthetic, version=3)
+    # tiny_synthetic is a default (version 3) set
+    assert synthetic_version_problem(tiny_synthetic, 3) is None and synthetic_version_problem(tmp_path / "none", 2) is None
+    with pytest.raises(ValueError, match="holds synthetic generator version 3, asked for version 2"):
+        ensure_synthetic(tiny_synthetic, version=2)
     for command in (["quickstart"], ["reproduce", "ablation"]):
         assert main([*command, "--data", str(tiny_synthetic), "--out", str(tmp_path / "out"),
-                     "--synthetic-version", "3"]) == 2
-    assert capsys.readouterr().err.count("asked for version 3; choose another data folder") == 2
+                     "--synthetic-version", "2"]) == 2
+    assert capsys.readouterr().err.count("asked for version 2; choose another data folder") == 2
     assert not (tmp_path / "out").exists()

@@ -308,13 +308,13 @@ def test_the_version_is_recorded_and_folders_never_mix_versions(tmp_path: Path) 
     out = tmp_path / "syn"
     args = ["data", "synthetic", "--out", str(out), "--videos-per-class", "7", "--size", "32", "--min-length", "20",
             "--max-length", "24", "--workers", "1", "--no-progress"]
-    assert main([*args, "--version", "3"]) == 0
+    assert main(args) == 0  # the default is version 3
     meta = load_metadata(out)
     assert meta["request"]["generator_version"] == 3 and {v["version"] for v in meta["videos"]} == {3}
     video = out / meta["videos"][0]["path"]
     first = video.stat().st_mtime_ns
     assert main([*args, "--version", "3"]) == 0 and video.stat().st_mtime_ns == first  # same request: kept
-    assert main(args) == 0  # the default (2) replaces every video of the folder
+    assert main([*args, "--version", "2"]) == 0  # another version replaces every video of the folder
     meta = load_metadata(out)
     assert meta["request"]["generator_version"] == 2 and all("version" not in v for v in meta["videos"])
     assert video.stat().st_mtime_ns != first

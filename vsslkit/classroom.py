@@ -79,10 +79,11 @@ class CourseData:
 
 
 def default_course_root(*, fast: bool, seed: int = 0, version: int = GENERATOR_VERSION) -> Path:
-    """`$VSSLKIT_DATA/course-fast` (or `course-full`), `$VSSLKIT_DATA` defaulting to `~/.cache/vsslkit`.
+    """`$VSSLKIT_DATA/course-fast-v3` (or `course-full-v3`), `$VSSLKIT_DATA` defaulting to `~/.cache/vsslkit`.
 
     Fast and full sets live side by side, so switching modes never regenerates the other one;
-    likewise each generator version has its own folder (`-v3`; version 2 keeps the plain name).
+    likewise each generator version has its own folder (`-v3`, the default; version 2, the time-symmetric
+    control, keeps the plain name its caches had when it was the default).
     """
     base = Path(os.environ.get("VSSLKIT_DATA", Path.home() / ".cache" / "vsslkit")).expanduser()
     name = ("course-fast" if fast else "course-full") + ("" if version == 2 else f"-v{version}")
