@@ -265,3 +265,45 @@ def test_module_needs_two_videos():
     with pytest.raises(ValueError, match="at least 2"):
         AscNetModule(TinyBackbone(), table=AscNetTask().table, hidden=4, dim=4, tau=0.9, gamma=0.5,
                      refresh_every=5, exclude_same_group=True, seed=0).bind_dataset(1, None)
+
+
+# --------------------------------------------------------------------- held-out diagnostics
+
+
+def test_partner_same_class_against_a_hand_count():
+    from vsslkit.eval.ascnet import partner_same_class
+
+    feats = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [1, 0.05]], dtype=np.float32)
+    labels = [0, 0, 1, 1, 1]
+    # without groups: 0->4 (miss), 1->4 (miss... 1 is [0.9,0.1]: cos to 4 > cos to 0), 2->3, 3->2, 4->0 (miss)
+    share, chance = partner_same_class(feats, labels, None)
+    assert share == pytest.approx(2 / 5)
+    assert chance == pytest.approx(np.mean([1 / 4, 1 / 4, 2 / 4, 2 / 4, 2 / 4]))
+    # groups: 0 and 4 share a group, so 0 and 4 must look elsewhere: 0->1 (hit), 4->1 (miss)
+    share, _ = partner_same_class(feats, labels, ["x", "y", "z", "w", "x"])
+    assert share == pytest.approx(3 / 5)
+
+
+def test_speed_probe_reads_a_speed_code_and_not_noise():
+    from vsslkit.eval.ascnet import speed_probe
+
+    rng = np.random.default_rng(0)
+    speed = np.tile([0, 1], 100)
+    groups = [f"g{i // 10}" for i in range(200)]
+    noise = rng.normal(size=(200, 8))
+    coded = noise.copy()
+    coded[:, 3] += 8 * speed
+    assert speed_probe(coded, speed, groups) > 0.95
+    assert 0.3 < speed_probe(noise, speed, groups) < 0.7
+
+
+def test_diagnostics_run_on_a_model_and_compare_with_random_init():
+    from vsslkit.eval.ascnet import ascnet_diagnostics, diagnostics_markdown
+
+    model, _, _ = model_and_module(n=8)
+    paths = [f"v_{i}" for i in range(8)]
+    d = ascnet_diagnostics(model, ArraySource(), paths, [30] * 8, [i % 2 for i in range(8)],
+                           [f"g{i // 2}" for i in range(8)], crop_size=8)
+    assert d.videos == 8 and d.clips == 16 and d.speed_chance == 0.5
+    assert 0 <= d.partner_same_class <= 1 and d.partner_chance == pytest.approx(3 / 6)
+    assert "random init" in diagnostics_markdown(d, d)
