@@ -307,3 +307,41 @@ def test_diagnostics_run_on_a_model_and_compare_with_random_init():
     assert d.videos == 8 and d.clips == 16 and d.speed_chance == 0.5
     assert 0 <= d.partner_same_class <= 1 and d.partner_chance == pytest.approx(3 / 6)
     assert "random init" in diagnostics_markdown(d, d)
+
+
+def test_backbone_speed_probe_runs_on_any_backbone():
+    from vsslkit.eval.ascnet import backbone_speed_probe
+
+    torch.manual_seed(0)
+    acc = backbone_speed_probe(TinyBackbone(), ArraySource(), [f"v_{i}" for i in range(8)], [30] * 8,
+                               [f"g{i // 2}" for i in range(8)], clip_len=4, speeds=(1, 2), crop_size=8, residual=True)
+    assert 0.0 <= acc <= 1.0
+
+
+# --------------------------------------------------------------------- pictures (viz.ascnet)
+
+
+def test_triplet_strips_name_each_clip_its_video_and_stride():
+    from vsslkit.viz.ascnet import triplet_strips
+
+    task = AscNetTask(clip_len=4)
+    task.table.publish(torch.tensor([2, 3, 0, 1]))
+    sample = task.sample(30, np.random.default_rng(0), context=ItemContext(1, (30,) * 4, None))
+    image, names = triplet_strips(sample, [f"v_{i}" for i in range(4)], 1, ArraySource(),
+                                  class_names=["a", "b"], labels=[0, 1, 0, 1])
+    s = sample.plans["clip_i"].params["stride"]
+    assert names[0] == f"c_i online: b, x{s}" and names[1].startswith("c_j same video: b")
+    assert names[2] == f"c_k retrieved: b, x{s}"  # video 3 (class b), c_i's stride
+    assert image.ndim == 3 and image.shape[0] >= 3 * 8
+
+
+def test_partner_rows_and_stats_follow_the_tables():
+    from vsslkit.viz.ascnet import partner_markdown, partner_rows, partner_stats
+
+    tables = {"start": [-1, -1, -1, -1], "step 10": [1, 0, 3, 2], "step 20": [2, 3, 0, 1]}
+    image, names = partner_rows(0, tables, [f"v_{i}" for i in range(4)], ArraySource(), num_frames=[30] * 4, count=3)
+    assert names == ["query: v_0", "step 10: v_1", "step 20: v_2"] and image.shape[0] >= 3 * 8
+    stats = partner_stats(tables, [0, 0, 1, 1])
+    assert [s["with partner"] for s in stats] == [0, 4, 4]
+    assert stats[1]["same class"] == 1.0 and stats[2]["same class"] == 0.0 and stats[2]["changed"] == 1.0
+    assert "| step 20 | 4 | 0% | 100% |" in partner_markdown(stats, chance=1 / 3)

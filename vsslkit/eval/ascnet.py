@@ -173,3 +173,33 @@ def diagnostics_markdown(trained: AscNetDiagnostics, random: AscNetDiagnostics) 
     for name, key, fmt in rows:
         lines.append(f"| {name} | {fmt.format(getattr(trained, key))} | {fmt.format(getattr(random, key))} |")
     return "\n".join(lines)
+
+
+def backbone_speed_probe(backbone: torch.nn.Module, source: FrameSource, paths: Sequence[str | Path],
+                         num_frames: Sequence[int], groups: Sequence[str], *, clip_len: int, speeds: Sequence[int],
+                         crop_size: int, residual: bool = False, seed: int = 0, batch_size: int = 16) -> float:
+    """The speed probe on any frozen backbone's pooled features (to set ASCNet beside another
+    method): one clip per video and speed, held-out groups; `residual` feeds frame differences."""
+    from vsslkit.data.transforms import residual_frames
+
+    frames_per_clip = clip_len + int(residual)
+    need = (frames_per_clip - 1) * max(speeds) + 1
+    rng = np.random.default_rng(seed)
+    drawn = [(v, s, constant_plan(int(n), frames_per_clip, stride, rng))
+             for v, n in enumerate(num_frames) if int(n) >= need for s, stride in enumerate(speeds)]
+    if not drawn:
+        raise ValueError(f"no video has the {need} frames the speed probe needs")
+    device = next(backbone.parameters()).device
+    was_training = backbone.training
+    backbone.eval()
+    feats = []
+    try:
+        with torch.inference_mode():
+            for b in range(0, len(drawn), batch_size):
+                x = torch.cat([to_float_clips(center_crop(torch.from_numpy(np.ascontiguousarray(
+                    source.read(paths[v], plan.indices)))[None], crop_size)) for v, _, plan in drawn[b:b + batch_size]])
+                feats.append(backbone((residual_frames(x) if residual else x).to(device)).cpu())
+    finally:
+        backbone.train(was_training)
+    return speed_probe(torch.cat(feats).numpy(), np.array([s for _, s, _ in drawn]),
+                       [groups[v] for v, _, _ in drawn], seed=seed)
