@@ -39,6 +39,7 @@ class HeldOutFeatures:
     speed: np.ndarray  # (n,) index into the task's speeds
     a: np.ndarray  # (n, d) online g_a(f(c))
     m: np.ndarray  # (n, d) online g_m(f(c))
+    x: np.ndarray  # (n, D) online f(c), the backbone's pooled features
     target_a: np.ndarray  # (n, d) target g_a'(f'(c))
 
 
@@ -64,7 +65,7 @@ def held_out_features(model: Any, source: FrameSource, paths: Sequence[str | Pat
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    a, m, ta = [], [], []
+    a, m, xs, ta = [], [], [], []
     try:
         with torch.inference_mode():
             for b in range(0, len(drawn), batch_size):
@@ -74,11 +75,12 @@ def held_out_features(model: Any, source: FrameSource, paths: Sequence[str | Pat
                 x_online = model.backbone(x)
                 a.append(head.g_a(x_online).cpu())
                 m.append(head.g_m(x_online).cpu())
+                xs.append(x_online.cpu())
                 ta.append(head.target_g_a(head.target_backbone(x)).cpu())
     finally:
         model.train(was_training)
     return HeldOutFeatures(np.array([v for v, _, _ in drawn]), np.array([s for _, s, _ in drawn]),
-                           torch.cat(a).numpy(), torch.cat(m).numpy(), torch.cat(ta).numpy())
+                           torch.cat(a).numpy(), torch.cat(m).numpy(), torch.cat(xs).numpy(), torch.cat(ta).numpy())
 
 
 def partner_same_class(features: np.ndarray, labels: Sequence[int], groups: Sequence[str] | None) -> tuple[float, float]:
@@ -131,6 +133,7 @@ class AscNetDiagnostics:
     partner_chance: float
     speed_probe_m: float
     speed_probe_a: float
+    speed_probe_f: float
     speed_chance: float
 
     def as_dict(self) -> dict[str, float]:
@@ -155,6 +158,7 @@ def ascnet_diagnostics(model: Any, source: FrameSource, paths: Sequence[str | Pa
         partner_same_class=share, partner_chance=chance,
         speed_probe_m=speed_probe(feats.m, feats.speed, clip_groups, seed=seed),
         speed_probe_a=speed_probe(feats.a, feats.speed, clip_groups, seed=seed),
+        speed_probe_f=speed_probe(feats.x, feats.speed, clip_groups, seed=seed),
         speed_chance=1.0 / len(task.speeds))
 
 
@@ -167,6 +171,7 @@ def diagnostics_markdown(trained: AscNetDiagnostics, random: AscNetDiagnostics) 
         ("  ... chance for a random eligible partner", "partner_chance", "{:.1%}"),
         ("speed probe on frozen g_m (held-out groups)", "speed_probe_m", "{:.1%}"),
         ("speed probe on frozen g_a (held-out groups)", "speed_probe_a", "{:.1%}"),
+        ("speed probe on the frozen backbone f (pooled)", "speed_probe_f", "{:.1%}"),
         ("  ... chance", "speed_chance", "{:.1%}"),
     ]
     lines = ["| | checkpoint | random init |", "|---|---:|---:|"]
