@@ -345,3 +345,16 @@ def test_partner_rows_and_stats_follow_the_tables():
     assert [s["with partner"] for s in stats] == [0, 4, 4]
     assert stats[1]["same class"] == 1.0 and stats[2]["same class"] == 0.0 and stats[2]["changed"] == 1.0
     assert "| step 20 | 4 | 0% | 100% |" in partner_markdown(stats, chance=1 / 3)
+
+
+def test_diagnostics_feed_frame_differences_to_a_residual_model():
+    from vsslkit.eval.ascnet import held_out_features
+
+    torch.manual_seed(0)
+    model = PretextModel(TinyBackbone(), Joint({"pretext": AscNetTask(clip_len=4, extra_frames=1, hidden=8, dim=4)}))
+    model.bind_dataset(4, None)
+    seen = []
+    model.backbone.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[2]))
+    held_out_features(model, ArraySource(), [f"v_{i}" for i in range(4)], [30] * 4, crop_size=8)
+    assert seen and set(seen) == {4}  # 5 frames read, 4 differences in
+    # constant frames: the differences are all zero, so every clip gets the same features

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsslkit.data.transforms import center_crop, to_float_clips
+from vsslkit.data.transforms import center_crop, residual_frames, to_float_clips
 from vsslkit.eval.features import FrameSource
 from vsslkit.plans import constant_plan
 from vsslkit.tasks import primary_task
@@ -71,7 +71,8 @@ def held_out_features(model: Any, source: FrameSource, paths: Sequence[str | Pat
             for b in range(0, len(drawn), batch_size):
                 chunk = drawn[b:b + batch_size]
                 x = torch.cat([to_float_clips(center_crop(torch.from_numpy(np.ascontiguousarray(
-                    source.read(paths[v], plan.indices)))[None], crop_size)) for v, _, plan in chunk]).to(device)
+                    source.read(paths[v], plan.indices)))[None], crop_size)) for v, _, plan in chunk])
+                x = (residual_frames(x) if task.extra_frames == 1 else x).to(device)  # as it was trained
                 x_online = model.backbone(x)
                 a.append(head.g_a(x_online).cpu())
                 m.append(head.g_m(x_online).cpu())
@@ -185,8 +186,6 @@ def backbone_speed_probe(backbone: torch.nn.Module, source: FrameSource, paths: 
                          crop_size: int, residual: bool = False, seed: int = 0, batch_size: int = 16) -> float:
     """The speed probe on any frozen backbone's pooled features (to set ASCNet beside another
     method): one clip per video and speed, held-out groups; `residual` feeds frame differences."""
-    from vsslkit.data.transforms import residual_frames
-
     frames_per_clip = clip_len + int(residual)
     need = (frames_per_clip - 1) * max(speeds) + 1
     rng = np.random.default_rng(seed)
