@@ -107,6 +107,10 @@ def test_total_loss_mixes_the_two_losses_with_gamma(gamma):
     parts = {"a": metrics.get("pretext.loss_a", 0.0), "m": metrics.get("pretext.loss_m", 0.0)}
     assert float(loss.detach()) == pytest.approx(gamma * parts["m"] + (1 - gamma) * parts["a"], rel=1e-5)
     assert ("pretext.loss_a" in metrics) == (gamma < 1) and ("pretext.loss_m" in metrics) == (gamma > 0)
+    loss.backward()  # every online parameter gets a gradient (DDP needs that), a zero one for an unused predictor
+    model_head = model.head.branches["pretext"]
+    assert all(p.grad is not None for m in (model.backbone, model_head.g_a, model_head.g_m, model_head.h_a,
+                                            model_head.h_m) for p in m.parameters())
 
 
 def test_bank_holds_the_normalised_target_appearance_feature_of_each_video():
@@ -212,6 +216,10 @@ def test_sample_refuses_without_context_or_with_one_video():
         task.sample(40, np.random.default_rng(0), context=ItemContext(0, (40,), None))
     with pytest.raises(ValueError, match="gamma"):
         make_task("ascnet", gamma=1.5)
+    from vsslkit.train.pretrain import MoCoConfig, PretrainConfig, build_task
+
+    with pytest.raises(ValueError, match="contrastive"):
+        build_task(PretrainConfig(task="ascnet", moco=MoCoConfig()))
 
 
 class ArraySource:

@@ -216,10 +216,10 @@ class AscNetModule(nn.Module):
         with torch.no_grad():
             z_a = self.target_g_a(self.target_backbone(features.clip("clip_j")))
         out["z_a"] = z_a
-        if self.gamma < 1.0:
-            out["p_a"] = self.h_a(a_i)
+        # Both predictors always run (cheap), so every online parameter is in the graph even when a
+        # loss has weight 0 (DDP refuses parameters without gradients); the SCP target runs only if used.
+        out["p_a"], out["p_m"] = self.h_a(a_i), self.h_m(m_i)
         if self.gamma > 0.0:
-            out["p_m"] = self.h_m(m_i)
             with torch.no_grad():
                 out["z_m"] = self.target_g_m(self.target_backbone(features.clip("clip_k")))
         if self.training:
@@ -363,5 +363,7 @@ class AscNetTask:
             metrics["loss_m"] = float(loss_m.detach())
             total = self.gamma * loss_m if total is None else total + self.gamma * loss_m
         assert total is not None
+        if self.gamma in (0.0, 1.0):  # the unused predictor joins with weight 0 (see AscNetModule.forward)
+            total = total + 0.0 * outputs["p_m" if self.gamma == 0.0 else "p_a"].sum()
         metrics["loss"] = float(total.detach())
         return total, metrics

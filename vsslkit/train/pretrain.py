@@ -131,6 +131,8 @@ def upgrade_state_dict(state: dict[str, Any]) -> dict[str, Any]:
 def build_task(config: PretrainConfig) -> Joint:
     """The config's task as a `Joint`: branch "pretext" (K+1 frames per plan with residual input),
     plus branch "moco" (a key clip drawn by the same task) when MoCo is on."""
+    if config.task == "ascnet" and config.moco is not None:
+        raise ValueError("ascnet has its own momentum target; the MoCo branch (--contrastive) does not apply")
     if config.task == "none" and config.moco is None:
         raise ValueError("task 'none' has no pretext head: it only makes sense with MoCo (CL baseline)")
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in config.task_options.items()}
