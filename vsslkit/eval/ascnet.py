@@ -48,7 +48,7 @@ def ascnet_branch(model: Any) -> tuple[Any, AscNetModule]:
     task = primary_task(model.task)
     head = model.head.branches[model.task.primary_name] if hasattr(model.head, "branches") else model.head
     if not isinstance(head, AscNetModule):
-        raise ValueError(f"not an ascnet model (task {task.name})")
+        raise TypeError(f"not an ascnet model (task {task.name})")
     return task, head
 
 

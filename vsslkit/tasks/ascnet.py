@@ -53,7 +53,7 @@ from torch import nn
 from vsslkit.models.heads import MLPHead
 from vsslkit.plans import ItemContext, Plan, Sample, VideoTooShortError, constant_plan, constant_span
 from vsslkit.tasks.contrastive import gather_from_ranks
-from vsslkit.tasks.momentum import copy_weights, update_momentum
+from vsslkit.tasks.momentum import update_momentum
 
 TARGET_BUFFERS = "ema"
 """The target's batch-norm buffer policy (see the module docstring)."""
@@ -189,7 +189,7 @@ class AscNetModule(nn.Module):
         self.groups = codes.to(device)
         self.table.publish(self.published)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 (torch's signature)
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # torch's signature
         # The bank's size is the training set's: take the checkpoint's size before loading it.
         for name in ("bank", "seen", "groups", "live", "published"):
             stored = state_dict.get(prefix + name)
