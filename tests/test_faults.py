@@ -336,6 +336,10 @@ BRANCHES = [
     pytest.param([], id="plain"),
     pytest.param(["--contrastive", "--queue-size", "16"], id="moco"),  # queue, key encoder, shuffle-BN generator state
     pytest.param(["--task", "arrow-of-time"], id="arrow-of-time"),
+    # bank, live and published neighbour tables, refresh counter, EMA targets; batch 16 makes an epoch
+    # ~4 steps, so tables are refreshed and published to the loader inside the 8 steps
+    pytest.param(["--task", "ascnet", "--batch-size", "16", "--refresh-every", "2", "--head-hidden", "16",
+                  "--head-dim", "8"], id="ascnet"),
 ]
 STEPS = 8
 
@@ -416,6 +420,8 @@ def _table(root: Path, store: Path, files: Path) -> list[tuple[list[str], str]]:
         ([*pre, "--clip-len", "1"], "--clip-len"),
         ([*pre, "--lr", "0"], "--lr"),
         ([*pre, "--task", "nope"], "--task nope"),
+        ([*pre, "--gamma", "0.5"], "--gamma"),  # an ascnet option without --task ascnet
+        ([*pre, "--task", "ascnet", "--gamma", "1.5"], "--gamma"),
         ([*pre, "--device", "tpu"], "--device"),
         ([*fin, "--label-fraction", "1.5"], "--label-fraction"),
         ([*fin, "--label-fraction", "0"], "--label-fraction"),

@@ -53,6 +53,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def unit_interval(text: str) -> float:
+    """A float in [0, 1] (a loss mixing weight, an EMA momentum)."""
+    value = _float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
 def probability(text: str) -> float:
     """A float in [0, 1) (dropout)."""
     value = _float(text)

@@ -10,7 +10,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from vsslkit.commands.arguments import int_at_least
+from vsslkit.commands.arguments import int_at_least, unit_interval
 
 # Backbone and input settings a checkpoint fixes; None on the command line means "not given".
 BACKBONE_SETTINGS: tuple[str, ...] = ("backbone", "width", "norm", "clip_len", "size", "residual")
@@ -86,11 +86,20 @@ def _same(a: Any, b: Any) -> bool:
 def add_task_arguments(p: argparse.ArgumentParser) -> None:
     """--task, --speed-pool, --sampling: the pretext task flags shared by `pretrain` and `pretext-probe`."""
     p.add_argument("--task", default="speed-change-fine",
-                   help="pace | speed-change-coarse | speed-change-fine | arrow-of-time | none (with --contrastive)")
+                   help="pace | speed-change-coarse | speed-change-fine | arrow-of-time | ascnet | none (with --contrastive)")
     p.add_argument("--speed-pool", type=int_at_least(1), nargs="*", default=None,
                    help="speeds: the fine task's pool (default 1 2 3) or the pace/coarse speeds (default 1 2 3 4)")
     p.add_argument("--sampling", choices=("location", "class"), default=None,
                    help="speed-change-fine: location-primary (default) or class-primary sampling")
+    asc = p.add_argument_group("ascnet (--task ascnet; SPECS §3)")
+    asc.add_argument("--gamma", type=unit_interval, default=None, help="L = gamma L_m + (1 - gamma) L_a (default 0.5)")
+    asc.add_argument("--tau", type=unit_interval, default=None, help="EMA momentum of the target (default 0.99)")
+    asc.add_argument("--head-hidden", type=int_at_least(1), default=None, help="hidden width of g and h (default 256)")
+    asc.add_argument("--head-dim", type=int_at_least(1), default=None, help="output width of g and h (default 64)")
+    asc.add_argument("--refresh-every", type=int_at_least(1), default=None,
+                     help="optimiser steps between nearest-neighbour refreshes (default 50)")
+    asc.add_argument("--exclude-same-group", action=argparse.BooleanOptionalAction, default=None,
+                     help="never pick an SCP partner of the same group (default on)")
 
 
 def task_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -100,6 +109,15 @@ def task_options(args: argparse.Namespace) -> dict[str, Any]:
         options["pool" if args.task == "speed-change-fine" else "speeds"] = tuple(args.speed_pool)
     if args.sampling:
         options["primary"] = args.sampling
+    ascnet = {"gamma": "gamma", "tau": "tau", "head_hidden": "hidden", "head_dim": "dim",
+              "refresh_every": "refresh_every", "exclude_same_group": "exclude_same_group"}
+    given = {option: getattr(args, flag) for flag, option in ascnet.items() if getattr(args, flag, None) is not None}
+    if given and args.task != "ascnet":
+        from vsslkit.errors import UsageError
+
+        flag = "--" + next(k for k, v in ascnet.items() if v in given).replace("_", "-")
+        raise UsageError(flag, f"is an ascnet option; it needs --task ascnet (got --task {args.task})")
+    options.update(given)
     return options
 
 

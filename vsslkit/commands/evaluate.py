@@ -403,6 +403,8 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
     model, config = load_pretext_model(args.checkpoint)
     store = open_store_from_args(args, args.store, dataset_root=args.data)
     index, skipped = open_dataset(args.data, args.split, args.subset).with_frame_counts(store)
+    if config.task == "ascnet":  # no classification heads: collapse, retrieval and speed-probe diagnostics
+        return _ascnet_eval(args, model, config, store, index, skipped)
     need = model.task.min_frames
     skipped += [(p, f"{n} frames, the task needs at least {need}") for p, n in zip(index.paths, index.num_frames)
                 if n < need]
@@ -429,6 +431,34 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
             "heads": {head: {"accuracy": s.accuracy, "majority": s.majority, "chance": s.chance, "labels": s.names,
                              "confusion": s.counts.tolist()} for head, s in summary.items()},
         }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(args.out, json.dumps(result, indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _ascnet_eval(args: argparse.Namespace, model, config, store, index, skipped) -> int:
+    import json
+
+    from vsslkit.eval.ascnet import ascnet_diagnostics, diagnostics_markdown
+    from vsslkit.tasks import primary_task
+    from vsslkit.train.pretrain import build_pretext_model
+
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}")
+    scores = {}
+    for name, net in (("checkpoint", model), ("random init", build_pretext_model(config))):
+        scores[name] = ascnet_diagnostics(net.to(args.device), store, index.paths, index.num_frames, index.labels,
+                                          index.groups, crop_size=config.size, seed=args.seed,
+                                          batch_size=args.batch_size)
+    d = scores["checkpoint"]
+    print(f"ascnet: {d.clips} clips ({len(primary_task(model.task).speeds)} speeds) from {d.videos} {args.subset} "
+          f"videos (seed {args.seed})")
+    print(diagnostics_markdown(d, scores["random init"]))
+    if args.out:
+        result = {"task": "ascnet", "checkpoint": str(args.checkpoint), "subset": args.subset, "seed": args.seed,
+                  "skipped": [(str(p), r) for p, r in skipped],
+                  **{k.replace(" ", "_"): v.as_dict() for k, v in scores.items()}}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(args.out, json.dumps(result, indent=1))
         print(f"wrote {args.out}")

@@ -173,7 +173,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
                              epochs=epochs, max_steps=steps, device=info.device, workers=args.workers, amp=args.amp,
                              compile=args.compile, resume=args.resume, progress=args.progress,
                              log_every=args.log_every, checkpoint_every=args.checkpoint_every,
-                             tensorboard=args.tensorboard, sync_bn=args.sync_bn, dist_info=info)
+                             tensorboard=args.tensorboard, sync_bn=args.sync_bn, dist_info=info,
+                             groups=index.groups)
         if info.is_main:
             last = result.history[-1] if result.history else {}
             accs = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.endswith("acc"))

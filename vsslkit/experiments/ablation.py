@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -88,8 +89,12 @@ def _short(metric: str) -> str:
     return metric.removeprefix("pretext.").removesuffix("_acc").removesuffix(".acc")
 
 
-def run_ablation(plan: AblationPlan) -> dict[str, Any]:
-    """Pretrain + downstream for every (variant, seed); write `table.md` + `results.json`; return them."""
+def run_ablation(plan: AblationPlan, *, render: Callable[[AblationPlan, dict[str, list[dict]]], str] | None = None
+                 ) -> dict[str, Any]:
+    """Pretrain + downstream for every (variant, seed); write `table.md` + `results.json`; return them.
+
+    `render(plan, results)` draws the table (default `ablation_table`; `reproduce ascnet` has its own).
+    """
     t0 = time.perf_counter()
     device = resolve_device(plan.device)
     out = Path(plan.out_dir)
@@ -109,10 +114,12 @@ def run_ablation(plan: AblationPlan) -> dict[str, Any]:
                 model, fit_result = pretrain(input_cfg, paths=data.train.paths, num_frames=data.train.num_frames,
                                              source=data.store, out_dir=run_dir / "pretrain",
                                              max_steps=plan.pretrain_steps, device=device, resume=False,
-                                             progress=plan.progress, log_every=10, checkpoint_every=None)
+                                             progress=plan.progress, log_every=10, checkpoint_every=None,
+                                             groups=data.train.groups)
                 backbone, ckpt = model.backbone, fit_result.checkpoint
                 last = [r for r in fit_result.history if "loss" in r][-1]
                 pretext = {k: 100.0 * val for k, val in last.items() if k.endswith("acc")}
+                pretext.update({k: float(val) for k, val in last.items() if "spread" in k})  # collapse monitors
             result = downstream(name, backbone, data, input_cfg=input_cfg, down=plan.downstream, seed=seed,
                                 out_dir=run_dir, checkpoint=ckpt, device=device, progress=plan.progress)
             result.pop("curve", None)
@@ -123,7 +130,7 @@ def run_ablation(plan: AblationPlan) -> dict[str, Any]:
                   f"{result['linear_probe']['video_accuracy']:.1f} %, R@1 {result['retrieval']['R@1']:.1f} % "
                   f"({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
     minutes = (time.perf_counter() - t0) / 60
-    table = ablation_table(plan, results)
+    table = (render or ablation_table)(plan, results)
     protocol = {"command": plan.command, "seeds": list(plan.seeds), "pretrain_steps": plan.pretrain_steps,
                 "downstream": asdict(plan.downstream), "dataset": str(plan.data_root),
                 "synthetic_version": plan.version, "split": data.split,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from vsslkit.tasks.arrow_of_time import ArrowOfTimeTask
+from vsslkit.tasks.ascnet import AscNetTask
 from vsslkit.tasks.base import Features, classification_loss, label_name
 from vsslkit.tasks.clips_only import ClipsOnlyTask
 from vsslkit.tasks.contrastive import MoCo
@@ -16,7 +17,8 @@ from vsslkit.tasks.pace import PaceTask
 from vsslkit.tasks.speed_change import SpeedChangeCoarseTask, SpeedChangeFineTask
 from vsslkit.tasks.supervised import SupervisedTask
 
-TASK_NAMES: tuple[str, ...] = ("pace", "speed-change-coarse", "speed-change-fine", "arrow-of-time", "supervised", "none")
+TASK_NAMES: tuple[str, ...] = ("pace", "speed-change-coarse", "speed-change-fine", "arrow-of-time", "supervised", "none",
+                             "ascnet")
 
 
 def make_task(name: str, **kwargs: Any) -> Any:
@@ -29,6 +31,8 @@ def make_task(name: str, **kwargs: Any) -> Any:
         return SpeedChangeFineTask(**kwargs)
     if name == "arrow-of-time":
         return ArrowOfTimeTask(**kwargs)
+    if name == "ascnet":
+        return AscNetTask(**kwargs)
     if name == "supervised":
         return SupervisedTask(**kwargs)
     if name == "none":  # clips only: the contrastive-only baseline
@@ -41,6 +45,6 @@ def primary_task(task: Any) -> Any:
     return task.primary if isinstance(task, Joint) else task
 
 
-__all__ = ["TASK_NAMES", "ArrowOfTimeTask", "ClipsOnlyTask", "Features", "Joint", "MoCo", "PaceTask",
+__all__ = ["TASK_NAMES", "ArrowOfTimeTask", "AscNetTask", "ClipsOnlyTask", "Features", "Joint", "MoCo", "PaceTask",
            "SpeedChangeCoarseTask", "SpeedChangeFineTask", "SupervisedTask", "classification_loss",
            "label_name", "make_task", "primary_task"]

@@ -63,9 +63,10 @@ class Features:
     """
 
     def __init__(self, backbone: nn.Module, clips: Mapping[str, torch.Tensor], *,
-                 together: Iterable[Iterable[str]] = ()):
+                 together: Iterable[Iterable[str]] = (), extras: Mapping[str, torch.Tensor] | None = None):
         self.backbone = backbone
         self.clips = dict(clips)
+        self.extras = dict(extras or {})
         self._group = {}
         for group in together:
             group = tuple(group)
@@ -81,6 +82,12 @@ class Features:
         if name not in self.clips:
             raise KeyError(f"no clip {name!r} in this batch; clips: {sorted(self.clips)}")
         return self.clips[name]
+
+    def extra(self, name: str) -> torch.Tensor:
+        """A per-item extra of the batch (e.g. ASCNet's video index, which its memory bank needs)."""
+        if name not in self.extras:
+            raise KeyError(f"no extra {name!r} in this batch; extras: {sorted(self.extras)}")
+        return self.extras[name]
 
     def pooled(self, name: str) -> torch.Tensor:
         """`(B, D)`: the backbone's pooled output for clip `name`."""
@@ -118,6 +125,9 @@ class Prefixed:
 
     def clip(self, name: str) -> torch.Tensor:
         return self.features.clip(self.name(name))
+
+    def extra(self, name: str) -> torch.Tensor:
+        return self.features.extra(self.name(name))
 
     def pooled(self, name: str) -> torch.Tensor:
         return self.features.pooled(self.name(name))

@@ -44,6 +44,16 @@ class JointModule(nn.Module):
             outputs.update({f"{name}.{k}": v for k, v in out.items()})
         return outputs
 
+    def bind_dataset(self, num_videos: int, groups: Any = None) -> None:
+        for module in self.branches.values():
+            if hasattr(module, "bind_dataset"):
+                module.bind_dataset(num_videos, groups)
+
+    def before_epoch(self, epoch: int) -> None:
+        for module in self.branches.values():
+            if hasattr(module, "before_epoch"):
+                module.before_epoch(epoch)
+
     @torch.no_grad()
     def after_optimizer_step(self, backbone: nn.Module) -> None:
         for module in self.branches.values():

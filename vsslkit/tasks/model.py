@@ -30,12 +30,12 @@ class PretextModel(nn.Module):
         self.task = task
         self.head = task.make_module(backbone)
 
-    def features(self, clips: dict[str, torch.Tensor]) -> Features:
-        return Features(self.backbone, clips, together=getattr(self.task, "together", ()))
+    def features(self, clips: dict[str, torch.Tensor], extras: dict[str, torch.Tensor] | None = None) -> Features:
+        return Features(self.backbone, clips, together=getattr(self.task, "together", ()), extras=extras)
 
-    def forward(self, clips: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Every output of the task's module for a dict of named clips."""
-        return self.head(self.features(clips))
+    def forward(self, clips: dict[str, torch.Tensor], extras: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Every output of the task's module for a dict of named clips (and the batch's extras)."""
+        return self.head(self.features(clips, extras))
 
     def predict(self, clips: torch.Tensor) -> dict[str, torch.Tensor]:
         """Outputs of the primary task's heads for one-clip inputs `(B, C, T, H, W)`, unprefixed
@@ -47,8 +47,18 @@ class PretextModel(nn.Module):
         labels = batch["labels"]
         if hasattr(self.task, "pixel_labels"):
             labels = self.task.pixel_labels(batch["clips"], labels, batch.get("augment", {}))
-        outputs = self(batch["clips"])
+        outputs = self(batch["clips"], batch.get("extras", {}))
         return self.task.loss(outputs, labels, batch.get("extras", {}))
+
+    def bind_dataset(self, num_videos: int, groups: Any = None) -> None:
+        """Tell modules that keep per-video state (ASCNet's memory bank) the training set's size."""
+        if hasattr(self.head, "bind_dataset"):
+            self.head.bind_dataset(num_videos, groups)
+
+    def before_epoch(self, epoch: int) -> None:
+        """Called by `fit` before each epoch's loader starts (ASCNet publishes its table here)."""
+        if hasattr(self.head, "before_epoch"):
+            self.head.before_epoch(epoch)
 
     @torch.no_grad()
     def after_optimizer_step(self) -> None:

@@ -200,6 +200,8 @@ def fit(
             sampler.set_epoch(epoch)
         if hasattr(train_loader.dataset, "set_epoch"):
             train_loader.dataset.set_epoch(epoch)
+        if hasattr(unwrap(model), "before_epoch"):  # e.g. ASCNet publishes its neighbour table to the loader
+            unwrap(model).before_epoch(epoch)
         # Creating a loader iterator draws a worker seed from the global torch RNG; isolate it so
         # a run resumed mid-epoch keeps the same RNG stream as an uninterrupted one.
         rng = torch.get_rng_state()

@@ -131,9 +131,13 @@ def upgrade_state_dict(state: dict[str, Any]) -> dict[str, Any]:
 def build_task(config: PretrainConfig) -> Joint:
     """The config's task as a `Joint`: branch "pretext" (K+1 frames per plan with residual input),
     plus branch "moco" (a key clip drawn by the same task) when MoCo is on."""
+    if config.task == "ascnet" and config.moco is not None:
+        raise ValueError("ascnet has its own momentum target; the MoCo branch (--contrastive) does not apply")
     if config.task == "none" and config.moco is None:
         raise ValueError("task 'none' has no pretext head: it only makes sense with MoCo (CL baseline)")
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in config.task_options.items()}
+    if config.task == "ascnet":
+        options.setdefault("seed", config.seed)  # the memory bank's random start
     task = make_task(config.task, clip_len=config.clip_len, extra_frames=int(config.residual), **options)
     if config.moco is None:
         return Joint({"pretext": task})
@@ -173,17 +177,20 @@ def pretrain(
     on_log: Callable[[dict], None] | None = None,
     dist_info: DistInfo | None = None,
     report: Callable[[str], None] = print,
+    groups: Sequence[str] | None = None,
 ) -> tuple[PretextModel, FitResult]:
     """Pretrain on unlabelled videos; returns the model and the fit result (checkpoint in out_dir).
 
     Videos shorter than the task's `min_frames` are skipped and reported by name, never wrapped.
+    `groups` (e.g. UCF101's "gXX") let a cross-video task avoid near-duplicate partners (ASCNet).
     """
     info = dist_info or DistInfo(device=torch.device(device))
     model = build_pretext_model(config)
     task = model.task
     sample_fn = partial(all_transforms, task) if config.same_batch else task.sample
     dataset = ClipDataset(paths, None, num_frames, source, sample_fn, seed=config.seed,
-                          min_frames=task.min_frames, same_batch=config.same_batch)
+                          min_frames=task.min_frames, same_batch=config.same_batch, groups=groups)
+    model.bind_dataset(len(dataset), dataset.groups)  # per-video state (ASCNet's bank) is sized here
     if dataset.skipped and info.is_main:
         report(f"skipped {len(dataset.skipped)} videos too short for task {config.task} "
                f"(needs {task.min_frames} frames):")
