@@ -63,9 +63,10 @@ class Features:
     """
 
     def __init__(self, backbone: nn.Module, clips: Mapping[str, torch.Tensor], *,
-                 together: Iterable[Iterable[str]] = ()):
+                 together: Iterable[Iterable[str]] = (), extras: Mapping[str, torch.Tensor] | None = None):
         self.backbone = backbone
         self.clips = dict(clips)
+        self.extras = dict(extras or {})
         self._group = {}
         for group in together:
             group = tuple(group)
@@ -81,6 +82,13 @@ class Features:
         if name not in self.clips:
             raise KeyError(f"no clip {name!r} in this batch; clips: {sorted(self.clips)}")
         return self.clips[name]
+
+    def extra(self, name: str) -> torch.Tensor:
+        """A float extra of the batch that a module needs in its forward (e.g. the random draws
+        that place TimeCycle's patch, which depends on the augmented pixels)."""
+        if name not in self.extras:
+            raise KeyError(f"no extra {name!r} in this batch; extras: {sorted(self.extras)}")
+        return self.extras[name]
 
     def pooled(self, name: str) -> torch.Tensor:
         """`(B, D)`: the backbone's pooled output for clip `name`."""
@@ -121,6 +129,9 @@ class Prefixed:
 
     def pooled(self, name: str) -> torch.Tensor:
         return self.features.pooled(self.name(name))
+
+    def extra(self, name: str) -> torch.Tensor:
+        return self.features.extra(self.name(name))
 
     def maps(self, name: str, layer: str) -> torch.Tensor:
         return self.features.maps(self.name(name), layer)

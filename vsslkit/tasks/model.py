@@ -30,12 +30,12 @@ class PretextModel(nn.Module):
         self.task = task
         self.head = task.make_module(backbone)
 
-    def features(self, clips: dict[str, torch.Tensor]) -> Features:
-        return Features(self.backbone, clips, together=getattr(self.task, "together", ()))
+    def features(self, clips: dict[str, torch.Tensor], extras: dict[str, torch.Tensor] | None = None) -> Features:
+        return Features(self.backbone, clips, together=getattr(self.task, "together", ()), extras=extras)
 
-    def forward(self, clips: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Every output of the task's module for a dict of named clips."""
-        return self.head(self.features(clips))
+    def forward(self, clips: dict[str, torch.Tensor], extras: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Every output of the task's module for a dict of named clips (and the batch's extras)."""
+        return self.head(self.features(clips, extras))
 
     def predict(self, clips: torch.Tensor) -> dict[str, torch.Tensor]:
         """Outputs of the primary task's heads for one-clip inputs `(B, C, T, H, W)`, unprefixed
@@ -47,7 +47,7 @@ class PretextModel(nn.Module):
         labels = batch["labels"]
         if hasattr(self.task, "pixel_labels"):
             labels = self.task.pixel_labels(batch["clips"], labels, batch.get("augment", {}))
-        outputs = self(batch["clips"])
+        outputs = self(batch["clips"], batch.get("extras", {}))
         return self.task.loss(outputs, labels, batch.get("extras", {}))
 
     @torch.no_grad()
