@@ -73,8 +73,12 @@ class InflatedResNet50(StagedMixin, nn.Module):
     aliases: ClassVar[dict[str, str]] = {"pool5": "pool4"}
     units = (3, 4, 6)
 
-    def __init__(self, *, width: float = 1.0, in_channels: int = 3):
+    def __init__(self, *, width: float = 1.0, in_channels: int = 3, units: tuple[int, int, int] | None = None):
         super().__init__()
+        if units is not None:  # fewer bottlenecks per stage: a CPU miniature (the seed's are 3, 4, 6)
+            if len(units) != 3 or min(units) < 1:
+                raise ValueError(f"units must be three counts >= 1, got {units}")
+            self.units = tuple(int(u) for u in units)
         stem, p2, p3, p4 = (scaled(c, width) for c in (64, 64, 128, 256))
         self.stem = nn.Sequential(
             nn.Conv3d(in_channels, stem, kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
@@ -106,8 +110,9 @@ class InflatedResNet50Conv5(InflatedResNet50):
     stage_attrs = (*InflatedResNet50.stage_attrs, ("pool5", "conv5"))
     aliases: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, *, width: float = 1.0, in_channels: int = 3, conv5_units: int = 3):
-        super().__init__(width=width, in_channels=in_channels)
+    def __init__(self, *, width: float = 1.0, in_channels: int = 3, units: tuple[int, int, int] | None = None,
+                 conv5_units: int = 3):
+        super().__init__(width=width, in_channels=in_channels, units=units)
         if conv5_units < 1:
             raise ValueError(f"conv5 needs at least one bottleneck, got {conv5_units}")
         p5 = scaled(512, width)

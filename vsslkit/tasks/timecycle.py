@@ -117,6 +117,7 @@ class TimeCycleTask:
     jitter: float = 1 / 12
     max_rotation: float = 45.0
     weight: float = 0.1  # λ of eq. 3.3
+    sim_weight: float = 1.0  # l_sim's factor (1: the thesis; see models.cycle.cycle_loss)
     name: ClassVar[str] = "timecycle"
 
     def __post_init__(self) -> None:
@@ -153,6 +154,6 @@ class TimeCycleTask:
         result = CycleResult(list(outputs["long_thetas"].unbind(1)), outputs["skip_theta"],
                              list(outputs["back_patches"].unbind(1)), list(outputs["back_thetas"].unbind(1)),
                              outputs["patch"])
-        total, metrics = cycle_loss(result, outputs["theta_gt"], weight=self.weight)
+        total, metrics = cycle_loss(result, outputs["theta_gt"], weight=self.weight, sim_weight=self.sim_weight)
         metrics["loss"] = float(total.detach())
         return total, metrics
