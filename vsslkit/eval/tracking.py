@@ -47,7 +47,8 @@ def propagate(module: Any, backbone: torch.nn.Module, frames: torch.Tensor, star
     h, w = frames.shape[-2:]
     phi = module.embed(backbone.features(frames, layers=(module.layer,))[module.layer])[0]  # (d, T, h', w')
     mh, mw = phi.shape[-2:]
-    x, y = torch.tensor([2 * start_xy[0] / w - 1]), torch.tensor([2 * start_xy[1] / h - 1])
+    # pixel index i is the normalised coordinate (2 i + 1) / size - 1 (align_corners=False)
+    x, y = torch.tensor([(2 * start_xy[0] + 1) / w - 1]), torch.tensor([(2 * start_xy[1] + 1) / h - 1])
     theta = affine_theta(x, y, torch.zeros(1), module.scale)
     patch = sample_patch(phi[:, 0][None], theta, module.patch_size)
     out = [np.asarray(start_xy, dtype=np.float64)]
@@ -56,7 +57,7 @@ def propagate(module: Any, backbone: torch.nn.Module, frames: torch.Tensor, star
         theta = soft_argmax_theta(affinity(image, patch, module.temperature), mh, mw, module.scale)
         patch = sample_patch(image, theta, module.patch_size)
         cx, cy = theta[0, 0, 2].item(), theta[0, 1, 2].item()
-        out.append(np.array([(cx + 1) / 2 * w, (cy + 1) / 2 * h]))
+        out.append(np.array([((cx + 1) * w - 1) / 2, ((cy + 1) * h - 1) / 2]))
     return np.stack(out)
 
 
