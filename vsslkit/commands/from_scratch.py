@@ -74,6 +74,7 @@ def run_train_joint(args: argparse.Namespace) -> int:
     if not args.evaluate:
         return 0
     from vsslkit.data.datasets import open_dataset
+    from vsslkit.eval.confusion import confusion_groups
 
     test, unreadable = open_dataset(args.data, split=args.split, subset="test").with_frame_counts(store, progress=False)
     synthetic = Path(args.data) / "synthetic.json"
@@ -87,8 +88,25 @@ def run_train_joint(args: argparse.Namespace) -> int:
               f"({scores['direction']['direction_clips']} clips, chance 50%)")
     if "tracking" in scores:
         t = scores["tracking"]
-        print(f"test: tracking centre error {t['centre_error_px']:.2f} px vs constant position "
+        print(f"test: tracking centre error {t['centre_error_px']:.2f} px (affinity), {t['localiser_error_px']:.2f} px "
+              f"(localiser) vs constant position "
               f"{t['constant_baseline_px']:.2f} px ({t['windows']} windows of {t['steps']} steps, gap {t['gap']})")
+    if "tracking_untrained" in scores:
+        u = scores["tracking_untrained"]
+        print(f"test: the same tracker untrained: {u['centre_error_px']:.2f} px (affinity), "
+              f"{u['localiser_error_px']:.2f} px (localiser)")
+    groups = confusion_groups(list(test.class_names))
+    if groups:
+        import numpy as np
+
+        from vsslkit.eval.confusion import group_confusion, normalise_rows
+
+        counts, names = group_confusion(np.asarray(cls["confusion_counts"]), list(test.class_names), groups)
+        rows = normalise_rows(counts)
+        scores["grouped_confusion"] = {"groups": names, "counts": counts.tolist()}
+        print("grouped confusion (rows: true group, % predicted in each group): " + ", ".join(names))
+        for name, row in zip(names, rows):
+            print(f"  {name:>14}: " + " ".join(f"{100 * v:5.1f}" for v in row))
     for path, reason in unreadable:
         print(f"  NOT scored: {path}: {reason}")
     scores["config"] = config.to_json()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from vsslkit.data import transforms as T
-from vsslkit.models.cycle import affine_theta, affinity, sample_patch, soft_argmax_theta
+from vsslkit.models.cycle import affine_theta, affinity, as_localiser_input, sample_patch, soft_argmax_theta
 
 
 def inside_windows(centres: np.ndarray, *, size: float, margin: float, steps: int, gap: int) -> list[int]:
@@ -41,9 +41,13 @@ def inside_windows(centres: np.ndarray, *, size: float, margin: float, steps: in
 
 
 @torch.no_grad()
-def propagate(module: Any, backbone: torch.nn.Module, frames: torch.Tensor, start_xy: np.ndarray) -> np.ndarray:
+def propagate(module: Any, backbone: torch.nn.Module, frames: torch.Tensor, start_xy: np.ndarray, *,
+              method: str = "affinity") -> np.ndarray:
     """Centres `(T, 2)` in pixels of a box carried through `frames` (float `(1, 3, T, H, W)`) by
-    the tracking module's affinity, starting at `start_xy` in frame 0."""
+    the tracking module, starting at `start_xy` in frame 0: `method="affinity"` takes the
+    affinity-weighted mean location, `"localiser"` the trained localiser's θ (with its angle)."""
+    if method not in ("affinity", "localiser"):
+        raise ValueError(f"method must be 'affinity' or 'localiser', got {method!r}")
     h, w = frames.shape[-2:]
     phi = module.embed(backbone.features(frames, layers=(module.layer,))[module.layer])[0]  # (d, T, h', w')
     mh, mw = phi.shape[-2:]
@@ -54,7 +58,11 @@ def propagate(module: Any, backbone: torch.nn.Module, frames: torch.Tensor, star
     out = [np.asarray(start_xy, dtype=np.float64)]
     for t in range(1, phi.shape[1]):
         image = phi[:, t][None]
-        theta = soft_argmax_theta(affinity(image, patch, module.temperature), mh, mw, module.scale)
+        a = affinity(image, patch, module.temperature)
+        if method == "affinity":
+            theta = soft_argmax_theta(a, mh, mw, module.scale)
+        else:
+            theta = module.localiser(as_localiser_input(a, module.patch_size))
         patch = sample_patch(image, theta, module.patch_size)
         cx, cy = theta[0, 0, 2].item(), theta[0, 1, 2].item()
         out.append(np.array([((cx + 1) * w - 1) / 2, ((cy + 1) * h - 1) / 2]))
@@ -77,7 +85,10 @@ def tracking_error(model: Any, branch: str, root: str | Path, videos: Sequence[s
     records = {Path(r["path"]).name: r for r in load_metadata(root)["videos"]}
     was_training = model.training
     model.eval()
-    errors, baseline, per_step, per_step_base = [], [], np.zeros(steps), np.zeros(steps)
+    methods = ("affinity", "localiser")
+    errors: dict[str, list[float]] = {m: [] for m in methods}
+    per_step = {m: np.zeros(steps) for m in methods}
+    baseline, per_step_base = [], np.zeros(steps)
     skipped: list[str] = []
     try:
         for v, video in enumerate(videos):
@@ -99,20 +110,25 @@ def tracking_error(model: Any, branch: str, root: str | Path, videos: Sequence[s
                 factor = clip.shape[-2] / params.size  # stored width / rendered width
                 truth = centres[indices] * factor
                 x = T.to_float_clips(clip[None])
-                pred = propagate(module, model.backbone, x, truth[0])
-                err = np.linalg.norm(pred[1:] - truth[1:], axis=1)
+                for m in methods:
+                    pred = propagate(module, model.backbone, x, truth[0], method=m)
+                    err = np.linalg.norm(pred[1:] - truth[1:], axis=1)
+                    errors[m].append(err.mean())
+                    per_step[m] += err
                 base = np.linalg.norm(truth[1:] - truth[0], axis=1)
-                errors.append(err.mean())
                 baseline.append(base.mean())
-                per_step += err
                 per_step_base += base
     finally:
         model.train(was_training)
-    if not errors:
+    if not baseline:
         raise ValueError(f"no held-out window to track in ({len(skipped)} videos skipped, e.g. {skipped[:1]})")
-    n = len(errors)
-    return {"centre_error_px": float(np.mean(errors)), "constant_baseline_px": float(np.mean(baseline)),
-            "per_step_error_px": (per_step / n).tolist(), "per_step_baseline_px": (per_step_base / n).tolist(),
+    n = len(baseline)
+    return {"centre_error_px": float(np.mean(errors["affinity"])),
+            "localiser_error_px": float(np.mean(errors["localiser"])),
+            "constant_baseline_px": float(np.mean(baseline)),
+            "per_step_error_px": (per_step["affinity"] / n).tolist(),
+            "per_step_localiser_px": (per_step["localiser"] / n).tolist(),
+            "per_step_baseline_px": (per_step_base / n).tolist(),
             "windows": n, "skipped": skipped, "steps": steps, "gap": gap}
 
 

@@ -229,4 +229,7 @@ def evaluate_from_scratch(model: PretextModel, config: FromScratchConfig, test: 
 
         out["tracking"] = tracking_error(model, "track", synthetic_root, test.paths, store, steps=config.past,
                                          gap=config.gap, seed=seed)
+        # the same tracker with the run's initial (untrained) weights: what the features learned
+        out["tracking_untrained"] = tracking_error(build_model(config), "track", synthetic_root, test.paths, store,
+                                                   steps=config.past, gap=config.gap, seed=seed)
     return out
