@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from vsslkit.data import transforms as T
+from vsslkit.eval.video_level_clips import fit_to
 from vsslkit.models.cycle import affine_theta, affinity, as_localiser_input, sample_patch, soft_argmax_theta
 
 
@@ -70,14 +71,15 @@ def propagate(module: Any, backbone: torch.nn.Module, frames: torch.Tensor, star
 
 
 def tracking_error(model: Any, branch: str, root: str | Path, videos: Sequence[str | Path], source: Any, *,
-                   steps: int = 3, gap: int = 4, windows_per_video: int = 2, seed: int = 0,
+                   size: int, steps: int = 3, gap: int = 4, windows_per_video: int = 2, seed: int = 0,
                    margin: float | None = None) -> dict[str, Any]:
-    """Mean centre error (pixels of the stored frames) of the tracker in `model.head.branches[branch]`
+    """Mean centre error (pixels of the network's `size` input) of the tracker in `model.head.branches[branch]`
     on `videos` of the synthetic set at `root`, against the constant-position baseline.
 
     Windows: up to `windows_per_video` per video, drawn (seeded) among those where the object
-    stays inside the frame; frames are read from `source` (the frame store training used) and
-    ground truth is scaled to the stored size. Errors are averaged over every propagated frame
+    stays inside the frame; frames are read from `source` (the frame store training used),
+    resized to the `size` the network was trained at (`fit_to`; square synthetic frames are not
+    cropped) and ground truth is scaled to it. Errors are averaged over every propagated frame
     (not the first, which is given)."""
     from vsslkit.data.synthetic import load_metadata, object_centres, params_from_record
 
@@ -106,10 +108,9 @@ def tracking_error(model: Any, branch: str, root: str | Path, videos: Sequence[s
             rng = np.random.default_rng([seed, v])
             for s in rng.choice(starts, size=min(windows_per_video, len(starts)), replace=False):
                 indices = int(s) + gap * np.arange(steps + 1)
-                clip = torch.from_numpy(np.ascontiguousarray(source.read(Path(video), indices)))
-                factor = clip.shape[-2] / params.size  # stored width / rendered width
-                truth = centres[indices] * factor
-                x = T.to_float_clips(clip[None])
+                clip = fit_to(torch.from_numpy(np.ascontiguousarray(source.read(Path(video), indices)))[None], size)
+                truth = centres[indices] * size / params.size  # rendered pixels -> the network's input pixels
+                x = T.to_float_clips(clip)
                 for m in methods:
                     pred = propagate(module, model.backbone, x, truth[0], method=m)
                     err = np.linalg.norm(pred[1:] - truth[1:], axis=1)

@@ -13,11 +13,25 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vsslkit.data import transforms as T
 from vsslkit.eval.confusion import confusion_counts
 from vsslkit.eval.metrics import softmax, top_k_accuracy
 from vsslkit.plans import Plan, VideoTooShortError, uniform_plans
+
+
+def fit_to(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 `(B, T, H, W, C)` resized (area) so the short side is `size`, then centre-cropped to
+    `size`x`size`: the whole frame at the scale training's random resized crops mostly see (a
+    plain centre crop of a larger stored frame would zoom in and cut the scene)."""
+    b, t, h, w, c = frames.shape
+    if min(h, w) != size:
+        new = (max(size, round(h * size / min(h, w))), max(size, round(w * size / min(h, w))))
+        x = frames.reshape(b * t, h, w, c).permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=new, mode="area" if min(h, w) > size else "bilinear")
+        frames = x.permute(0, 2, 3, 1).round_().clamp_(0, 255).to(torch.uint8).reshape(b, t, *new, c)
+    return T.center_crop(frames, size)
 
 
 def non_overlapping_plans(num_frames: int, clip_len: int) -> list[Plan]:
@@ -32,7 +46,7 @@ def non_overlapping_plans(num_frames: int, clip_len: int) -> list[Plan]:
 def video_scores(predictor: torch.nn.Module, paths: Sequence[str | Path], labels: Sequence[int],
                  num_frames: Sequence[int], source: Any, *, clip_len: int, size: int, num_classes: int,
                  batch_size: int = 16, device: str | torch.device = "cpu", head: str = "class") -> dict[str, Any]:
-    """Video scores = mean softmax over each video's non-overlapping centre-cropped clips; returns
+    """Video scores = mean softmax over each video's non-overlapping clips (`fit_to` `size`); returns
     Hit@1, Hit@5, clip counts, confusion counts and per-video predictions. Videos shorter than
     one clip are listed in `unscored` (never dropped silently)."""
     was_training = predictor.training
@@ -43,7 +57,7 @@ def video_scores(predictor: torch.nn.Module, paths: Sequence[str | Path], labels
     pending: list[tuple[int, torch.Tensor]] = []
 
     def flush() -> None:
-        x = T.to_float_clips(T.center_crop(torch.stack([c for _, c in pending]), size)).to(device)
+        x = T.to_float_clips(fit_to(torch.stack([c for _, c in pending]), size)).to(device)
         probs = softmax(predictor(x)[head].double().cpu().numpy(), axis=1)
         for (v, _), p in zip(pending, probs):
             sums[v] += p

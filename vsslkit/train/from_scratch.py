@@ -178,8 +178,9 @@ def direction_accuracy(model: PretextModel, paths: Sequence[str | Path], num_fra
                        clip_len: int, size: int, clips_per_video: int = 4, seed: int = 0, batch_size: int = 16,
                        device: str | torch.device = "cpu") -> dict[str, float]:
     """Held-out accuracy of the direction branch: `clips_per_video` clips per video, each reversed
-    with probability 1/2 (seeded), centre-cropped; the label is each clip's own plan's."""
+    with probability 1/2 (seeded), fitted to `size` (`fit_to`); the label is each clip's own plan's."""
     from vsslkit.data import transforms as T
+    from vsslkit.eval.video_level_clips import fit_to
 
     task = ArrowOfTimeTask(clip_len=clip_len)
     predictor = BranchPredictor(model, "dir").to(device)
@@ -200,7 +201,7 @@ def direction_accuracy(model: PretextModel, paths: Sequence[str | Path], num_fra
     try:
         with torch.inference_mode():
             for i in range(0, len(clips), batch_size):
-                x = T.to_float_clips(T.center_crop(torch.stack(clips[i : i + batch_size]), size)).to(device)
+                x = T.to_float_clips(fit_to(torch.stack(clips[i : i + batch_size]), size)).to(device)
                 pred = predictor(x)["direction"].argmax(1).cpu().numpy()
                 correct += int((pred == np.asarray(labels[i : i + batch_size])).sum())
     finally:
@@ -227,9 +228,9 @@ def evaluate_from_scratch(model: PretextModel, config: FromScratchConfig, test: 
     if "track" in model.head.branches and synthetic_root is not None:
         from vsslkit.eval.tracking import tracking_error
 
-        out["tracking"] = tracking_error(model, "track", synthetic_root, test.paths, store, steps=config.past,
-                                         gap=config.gap, seed=seed)
+        out["tracking"] = tracking_error(model, "track", synthetic_root, test.paths, store, size=config.size,
+                                         steps=config.past, gap=config.gap, seed=seed)
         # the same tracker with the run's initial (untrained) weights: what the features learned
         out["tracking_untrained"] = tracking_error(build_model(config), "track", synthetic_root, test.paths, store,
-                                                   steps=config.past, gap=config.gap, seed=seed)
+                                                   size=config.size, steps=config.past, gap=config.gap, seed=seed)
     return out
