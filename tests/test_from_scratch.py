@@ -89,3 +89,27 @@ def test_run_trains_reloads_scores_and_repeats(tmp_path):
     scores = direction_accuracy(loaded, paths, [40] * 6, source, clip_len=4, size=16, clips_per_video=4)
     assert scores["direction_clips"] == 24 and 0 <= scores["direction_accuracy"] <= 1
     assert 0 < scores["backward_fraction"] < 1
+
+
+class _PaintedClassifier(torch.nn.Module):
+    """Reads MemorySource's painted video index (frame value // 50) and scores classes from it:
+    video v -> class v, except video 2, whose class comes second (a Hit@2 but not a Hit@1)."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        video = ((x[:, 0, 0, 0, 0] * 0.229 + 0.485) * 255).round().long() // 50  # undo the ImageNet normalisation
+        logits = torch.nn.functional.one_hot(video.clamp(max=2), 3).float() * 2
+        logits[video == 2] = torch.tensor([0.0, 1.0, 0.5])
+        return {"class": logits}
+
+
+def test_video_scores_over_non_overlapping_clips_and_hit_at_k():
+    from vsslkit.eval.video_level_clips import fit_to, video_scores
+
+    counts = {f"/v/{i}.mp4": n for i, n in enumerate([20, 33, 16, 3])}
+    paths = sorted(counts)
+    out = video_scores(_PaintedClassifier(), paths, [0, 1, 2, 0], [counts[p] for p in paths],
+                       MemorySource(counts, size=(20, 20)), clip_len=4, size=8, num_classes=3)
+    assert out["videos"] == 3 and out["clips"] == 5 + 8 + 4 and len(out["unscored"]) == 1
+    assert out["hit_at_1"] == pytest.approx(2 / 3) and out["hit_at_5"] == 1.0
+    assert np.asarray(out["confusion_counts"]).sum() == 3
+    assert fit_to(torch.zeros(2, 3, 20, 30, 3, dtype=torch.uint8), 8).shape == (2, 3, 8, 8, 3)
