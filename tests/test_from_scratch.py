@@ -4,12 +4,14 @@ scored (non-overlapping clips, Hit@k, direction accuracy), and the same seed giv
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 from test_clips import MemorySource
 
-from vsslkit.data.clips import BatchPreparer, ClipDataset, collate
+from vsslkit.data.clips import ClipDataset, collate
 from vsslkit.eval.video_level_clips import non_overlapping_plans
 from vsslkit.models.resnet50_inflated import InflatedResNet50Conv5
 from vsslkit.train.from_scratch import (
@@ -68,7 +70,7 @@ def test_non_overlapping_plans():
     plans = non_overlapping_plans(50, 8)
     assert len(plans) == 6
     starts = [int(p.indices[0]) for p in plans]
-    assert all(b - a >= 8 for a, b in zip(starts, starts[1:])) and int(plans[-1].indices[-1]) == 49
+    assert all(b - a >= 8 for a, b in itertools.pairwise(starts)) and int(plans[-1].indices[-1]) == 49
 
 
 def test_run_trains_reloads_scores_and_repeats(tmp_path):
@@ -76,8 +78,8 @@ def test_run_trains_reloads_scores_and_repeats(tmp_path):
     paths = sorted(counts)
     source = MemorySource(counts, size=(20, 20))
     config = FromScratchConfig(num_classes=3, size=16, clip_len=4, batch_size=3, width=0.0625)
-    kwargs = dict(paths=paths, labels=[0, 1, 2, 0, 1, 2], num_frames=[40] * 6, source=source, steps=2,
-                  progress=False, checkpoint_every=1)
+    kwargs = {"paths": paths, "labels": [0, 1, 2, 0, 1, 2], "num_frames": [40] * 6, "source": source, "steps": 2,
+                  "progress": False, "checkpoint_every": 1}
     model, result = train_from_scratch(config, out_dir=tmp_path / "a", **kwargs)
     _, again = train_from_scratch(config, out_dir=tmp_path / "b", **kwargs)
     assert result.steps == 2 and result.final_loss == again.final_loss
@@ -113,3 +115,25 @@ def test_video_scores_over_non_overlapping_clips_and_hit_at_k():
     assert out["hit_at_1"] == pytest.approx(2 / 3) and out["hit_at_5"] == 1.0
     assert np.asarray(out["confusion_counts"]).sum() == 3
     assert fit_to(torch.zeros(2, 3, 20, 30, 3, dtype=torch.uint8), 8).shape == (2, 3, 8, 8, 3)
+
+
+@pytest.mark.slow
+def test_train_joint_command_end_to_end(tmp_path, capsys):
+    import json
+
+    from vsslkit.cli import main
+    from vsslkit.data.synthetic import make_synthetic
+
+    data = make_synthetic(tmp_path / "syn", videos_per_class=7, size=32, length_range=(24, 32), progress=False)
+    common = ["--data", str(data), "--store", str(tmp_path / "store"), "--short-side", "32", "--size", "32",
+              "--clip-len", "4", "--width", "0.0625", "--batch-size", "4", "--device", "cpu", "--no-progress"]
+    assert main(["train-joint", "--steps", "2", "--out", str(tmp_path / "run"), *common]) == 0
+    printed = capsys.readouterr().out
+    assert "test: Hit@1" in printed and "direction accuracy" in printed and "grouped confusion" in printed
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["steps"] == 2 and result["config"]["track_weight"] == 25.0
+    assert {"classification", "direction"} <= set(result)
+    assert ("tracking" in result) != ("tracking_not_scored" in result)
+    assert main(["train-joint", "--steps", "1", "--out", str(tmp_path / "bad"), *common[2:],
+                 "--data", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err

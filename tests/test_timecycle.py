@@ -94,7 +94,7 @@ def test_a_cycle_on_identity_features_returns_to_its_start():
     assert len(result.long_thetas) == 3 and len(result.back_patches) == 3
     for theta in [*result.long_thetas, result.skip_theta]:
         assert torch.allclose(theta, theta_gt, atol=1e-4)
-    loss, metrics = cycle_loss(result, theta_gt)
+    _loss, metrics = cycle_loss(result, theta_gt)
     assert metrics["long"] < 1e-7 and metrics["skip"] < 1e-7
     assert math.isclose(metrics["sim"], -1.0, abs_tol=1e-4)  # every tracked patch equals the target's
 
@@ -103,7 +103,7 @@ def test_a_cycle_that_drifts_is_penalised():
     size, p, scale = 12, 4, 1 / 3
     frames = [one_hot_map(size)] * 4
     theta_gt = affine_theta(torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([0.0]), scale)
-    drift = lambda a: soft_argmax_theta(a, size, size, scale) + torch.tensor([[0, 0, 2 / 12], [0, 0, 0]])  # noqa: E731
+    drift = lambda a: soft_argmax_theta(a, size, size, scale) + torch.tensor([[0, 0, 2 / 12], [0, 0, 0]])
     result = cycles(frames, theta_gt, drift, temperature=0.01, patch_size=p)
     _, metrics = cycle_loss(result, theta_gt)
     assert metrics["long"] > 0.01 and metrics["skip"] > 0.01

@@ -91,6 +91,8 @@ def run_train_joint(args: argparse.Namespace) -> int:
         print(f"test: tracking centre error {t['centre_error_px']:.2f} px (affinity), {t['localiser_error_px']:.2f} px "
               f"(localiser) vs constant position "
               f"{t['constant_baseline_px']:.2f} px ({t['windows']} windows of {t['steps']} steps, gap {t['gap']})")
+    if "tracking_not_scored" in scores:
+        print(f"test: tracking not scored: {scores['tracking_not_scored']}")
     if "tracking_untrained" in scores:
         u = scores["tracking_untrained"]
         print(f"test: the same tracker untrained: {u['centre_error_px']:.2f} px (affinity), "

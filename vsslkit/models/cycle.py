@@ -150,7 +150,7 @@ def cycles(frames: Sequence[torch.Tensor], theta_gt: torch.Tensor, localise: Loc
         raise ValueError(f"cycles need at least one past frame and the target, got {len(frames)} frames")
     target = frames[k]
     patch0 = sample_patch(target, theta_gt, patch_size)
-    step = dict(localise=localise, temperature=temperature, patch_size=patch_size)
+    step = {"localise": localise, "temperature": temperature, "patch_size": patch_size}
     back_patches, back_thetas, current = [], [], patch0
     for i in range(1, k + 1):
         theta, current = track(frames[k - i], current, **step)

@@ -41,7 +41,7 @@ def motion_patch_theta(clip: torch.Tensor, draws: torch.Tensor, *, scale: float,
     before: windows of the patch's side, scored by mean |difference|; `draws[:, 0]` picks one of
     the `top` best, `draws[:, 1:3]` jitter it by up to ±`jitter` of the frame, `draws[:, 3]` sets
     α ∈ [-max_rotation, max_rotation] degrees. The centre is kept where the unrotated patch fits."""
-    b, _, _, h, w = clip.shape
+    _b, _, _, h, w = clip.shape
     diff = (clip[:, :, -1] - clip[:, :, -2]).abs().mean(1, keepdim=True)
     side = max(1, round(scale * min(h, w)))
     stride = max(1, side // 3)
