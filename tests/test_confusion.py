@@ -43,3 +43,22 @@ def test_most_confused_pairs_order_and_ties():
     cm = np.array([[0.5, 0.2, 0.3], [0.3, 0.7, 0.0], [0.0, 0.0, 1.0]])
     pairs = most_confused_pairs(cm, ["a", "b", "c"], k=5)
     assert pairs == [("a", "c", 0.3), ("b", "a", 0.3), ("a", "b", 0.2)]
+
+
+def test_seed001_groups_cover_their_datasets_exactly():
+    from vsslkit.data.synthetic import CLASSES
+    from vsslkit.eval.confusion import HMDB51_GROUPS, SYNTHETIC_GROUPS, confusion_groups, group_confusion
+
+    hmdb = [name for names in HMDB51_GROUPS.values() for name in names]
+    assert len(hmdb) == len(set(hmdb)) == 51
+    assert [len(v) for v in HMDB51_GROUPS.values()] == [4, 3, 19, 18, 7]
+    assert confusion_groups(list(CLASSES)) is SYNTHETIC_GROUPS
+    assert confusion_groups(sorted(hmdb)) is HMDB51_GROUPS
+    assert confusion_groups(["a", "b"]) is None
+    # a MoveRight video predicted MoveLeft stays inside "translation"; one predicted Orbit leaves it
+    counts = np.zeros((14, 14), dtype=np.int64)
+    counts[0, 1] = 3
+    counts[0, 13] = 1
+    grouped, names = group_confusion(counts, list(CLASSES), SYNTHETIC_GROUPS)
+    assert names == list(SYNTHETIC_GROUPS)
+    assert grouped[0, 0] == 3 and grouped[0, 1] == 1 and grouped.sum() == 4

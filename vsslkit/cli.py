@@ -27,6 +27,7 @@ TOP_LEVEL: list[str] = [
     "vsslkit.commands.embed",
     "vsslkit.commands.quickstart",
     "vsslkit.commands.reproduce",
+    "vsslkit.commands.from_scratch",
 ]
 
 

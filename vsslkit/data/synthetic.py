@@ -24,7 +24,7 @@ import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -577,6 +577,25 @@ def render(p: VideoParams) -> np.ndarray:
         frames[i] = cv2.warpAffine(frame, move, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
     frames += rng.normal(0.0, 6.0, size=frames.shape).astype(np.float32)
     return np.clip(frames + 0.5, 0, 255).astype(np.uint8)
+
+
+def params_from_record(record: dict[str, Any]) -> VideoParams:
+    """The `VideoParams` of one entry of synthetic.json's "videos" (the inverse of `params_record`;
+    the entry's own bookkeeping keys such as path and group are dropped)."""
+    names = {f.name for f in fields(VideoParams)}
+    raw = {k: v for k, v in record.items() if k in names}
+    raw["colors"] = tuple(tuple(int(c) for c in colour) for colour in raw["colors"])
+    raw["start"] = tuple(float(v) for v in raw["start"])
+    for key in ("background",):
+        raw[key] = tuple(int(c) for c in raw[key])
+    return VideoParams(**raw)
+
+
+def object_centres(p: VideoParams) -> np.ndarray:
+    """`(T, 2)` pixel (x, y) of the main object's centre in every rendered frame of `p`: its
+    trajectory plus the camera shake, wrapped onto the torus (ground truth for tracking)."""
+    xy, _, _ = trajectory(p)
+    return np.mod(xy + camera_shake(p), p.size)
 
 
 def render_video(

@@ -67,6 +67,38 @@ def group_confusion(
     return onehot.T @ counts @ onehot, names
 
 
+# Seed 001 Fig. 4.3: HMDB51's classes by the action types of Kuehne et al. 2011 (folder names;
+# the thesis text says four groups, its caption lists these five).
+HMDB51_GROUPS: dict[str, list[str]] = {
+    "facial": ["smile", "laugh", "chew", "talk"],
+    "facial+object": ["smoke", "eat", "drink"],
+    "body": ["cartwheel", "clap", "climb", "climb_stairs", "dive", "fall_floor", "flic_flac", "handstand", "jump",
+             "pullup", "pushup", "run", "sit", "situp", "somersault", "stand", "turn", "walk", "wave"],
+    "body+object": ["brush_hair", "catch", "draw_sword", "dribble", "golf", "hit", "kick_ball", "pick", "pour",
+                    "push", "ride_bike", "ride_horse", "shoot_ball", "shoot_bow", "shoot_gun", "swing_baseball",
+                    "sword_exercise", "throw"],
+    "interaction": ["fencing", "hug", "kick", "kiss", "punch", "shake_hands", "sword"],
+}
+# The synthetic set's stand-in: its classes by the kind of motion that decides them.
+SYNTHETIC_GROUPS: dict[str, list[str]] = {
+    "translation": ["MoveRight", "MoveLeft", "MoveUp", "MoveDown"],
+    "rotation": ["RotateCW", "RotateCCW", "Orbit"],
+    "scale": ["Approach", "Recede"],
+    "speed profile": ["Accelerate", "Decelerate", "StopAndGo"],
+    "path": ["Bounce", "Zigzag"],
+}
+
+
+def confusion_groups(class_names: list[str]) -> dict[str, list[str]] | None:
+    """The grouping that fits a dataset's classes: HMDB51's five Kuehne groups or the synthetic
+    set's five motion groups, when every class of the dataset is in it; else None."""
+    for groups in (HMDB51_GROUPS, SYNTHETIC_GROUPS):
+        members = {name for names in groups.values() for name in names}
+        if set(class_names) == members:
+            return groups
+    return None
+
+
 def most_confused_pairs(cm: np.ndarray, class_names: list[str], k: int = 10) -> list[tuple[str, str, float]]:
     """The k largest off-diagonal entries as `(true, predicted, value)`, largest first.
 

@@ -30,13 +30,15 @@ class Bottleneck3d(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1):
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, temporal: int = 1):
         super().__init__()
         out_channels = planes * self.expansion
+        # temporal > 1 (seed 001's conv5 only): a 3x3x3 middle conv whose temporal stride equals the spatial one
+        t_stride = stride if temporal > 1 else 1
         self.conv1 = nn.Conv3d(in_channels, planes, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm3d(planes)
-        self.conv2 = nn.Conv3d(planes, planes, kernel_size=(1, 3, 3), stride=(1, stride, stride),
-                               padding=(0, 1, 1), bias=False)
+        self.conv2 = nn.Conv3d(planes, planes, kernel_size=(temporal, 3, 3), stride=(t_stride, stride, stride),
+                               padding=(temporal // 2, 1, 1), bias=False)
         self.bn2 = nn.BatchNorm3d(planes)
         self.conv3 = nn.Conv3d(planes, out_channels, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm3d(out_channels)
@@ -44,7 +46,7 @@ class Bottleneck3d(nn.Module):
         self.downsample: nn.Module | None = None
         if stride != 1 or in_channels != out_channels:
             self.downsample = nn.Sequential(
-                nn.Conv3d(in_channels, out_channels, kernel_size=1, stride=(1, stride, stride), bias=False),
+                nn.Conv3d(in_channels, out_channels, kernel_size=1, stride=(t_stride, stride, stride), bias=False),
                 nn.BatchNorm3d(out_channels),
             )
 
@@ -56,10 +58,10 @@ class Bottleneck3d(nn.Module):
         return self.relu(out + identity)
 
 
-def make_stage(in_channels: int, planes: int, units: int, stride: int) -> nn.Sequential:
+def make_stage(in_channels: int, planes: int, units: int, stride: int, temporal: int = 1) -> nn.Sequential:
     """`units` bottlenecks; the first one carries the stride and the projection shortcut."""
-    blocks = [Bottleneck3d(in_channels, planes, stride)]
-    blocks += [Bottleneck3d(planes * Bottleneck3d.expansion, planes) for _ in range(units - 1)]
+    blocks = [Bottleneck3d(in_channels, planes, stride, temporal)]
+    blocks += [Bottleneck3d(planes * Bottleneck3d.expansion, planes, 1, temporal) for _ in range(units - 1)]
     return nn.Sequential(*blocks)
 
 
@@ -71,8 +73,12 @@ class InflatedResNet50(StagedMixin, nn.Module):
     aliases: ClassVar[dict[str, str]] = {"pool5": "pool4"}
     units = (3, 4, 6)
 
-    def __init__(self, *, width: float = 1.0, in_channels: int = 3):
+    def __init__(self, *, width: float = 1.0, in_channels: int = 3, units: tuple[int, int, int] | None = None):
         super().__init__()
+        if units is not None:  # fewer bottlenecks per stage: a CPU miniature (the seed's are 3, 4, 6)
+            if len(units) != 3 or min(units) < 1:
+                raise ValueError(f"units must be three counts >= 1, got {units}")
+            self.units = tuple(int(u) for u in units)
         stem, p2, p3, p4 = (scaled(c, width) for c in (64, 64, 128, 256))
         self.stem = nn.Sequential(
             nn.Conv3d(in_channels, stem, kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
@@ -85,5 +91,36 @@ class InflatedResNet50(StagedMixin, nn.Module):
         self.layer3 = make_stage(p3 * 4, p4, self.units[2], stride=1)  # seed: conv4 stride 2 -> 1
         self.feature_dim = p4 * 4
         for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+class InflatedResNet50Conv5(InflatedResNet50):
+    """The trunk plus seed 001's shared task stage (§3.3, §3.5): a 3x3x3 max pool with stride 2 in
+    time and space, then conv5 = `conv5_units` bottlenecks (3 in the seed; 1-2 for a CPU
+    miniature) with 3x3x3 middle convs whose first one strides 2 in time and space.
+
+    Why it lives in the backbone: the classification and the direction branch share this pool
+    and conv5 (the reference code's `layer4` and `fc_bin`), so putting it here makes both heads
+    read one `pooled` output, while tracking reads the res4 maps ("pool4") below it. Time is
+    first reduced here, which is where all the temporal reasoning of this network happens.
+    Layers: the trunk's, plus pool5 = conv5 output (2048w, ~T/4, H/32, W/32); `feature_dim` = 2048w.
+    """
+
+    stage_attrs = (*InflatedResNet50.stage_attrs, ("pool5", "conv5"))
+    aliases: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, *, width: float = 1.0, in_channels: int = 3, units: tuple[int, int, int] | None = None,
+                 conv5_units: int = 3):
+        super().__init__(width=width, in_channels=in_channels, units=units)
+        if conv5_units < 1:
+            raise ValueError(f"conv5 needs at least one bottleneck, got {conv5_units}")
+        p5 = scaled(512, width)
+        self.conv5 = nn.Sequential(
+            nn.MaxPool3d(kernel_size=3, stride=2, padding=1),
+            *make_stage(self.feature_dim, p5, conv5_units, stride=2, temporal=3),
+        )
+        self.feature_dim = p5 * 4
+        for m in self.conv5.modules():
             if isinstance(m, nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -84,7 +84,8 @@ class Features:
         return self.clips[name]
 
     def extra(self, name: str) -> torch.Tensor:
-        """A per-item extra of the batch (e.g. ASCNet's video index, which its memory bank needs)."""
+        """A per-item extra of the batch that a module needs in its forward (ASCNet's video index for its
+        memory bank; the random draws that place TimeCycle's patch, which depend on the augmented pixels)."""
         if name not in self.extras:
             raise KeyError(f"no extra {name!r} in this batch; extras: {sorted(self.extras)}")
         return self.extras[name]
@@ -131,6 +132,9 @@ class Prefixed:
 
     def pooled(self, name: str) -> torch.Tensor:
         return self.features.pooled(self.name(name))
+
+    def extra(self, name: str) -> torch.Tensor:
+        return self.features.extra(self.name(name))
 
     def maps(self, name: str, layer: str) -> torch.Tensor:
         return self.features.maps(self.name(name), layer)

@@ -150,9 +150,12 @@ class Joint:
              extras: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         total = None
         metrics: dict[str, float] = {}
+        # Unprefixed labels belong to the video (the data layer's "class"): every branch sees
+        # them under their own name, its own prefixed labels taking precedence (a supervised branch).
+        shared = {k: v for k, v in labels.items() if "." not in k}
         for b, t in self.tasks.items():
             p = b + "."
-            loss, own = t.loss(_split(outputs, p), _split(labels, p), _split(extras or {}, p))
+            loss, own = t.loss(_split(outputs, p), {**shared, **_split(labels, p)}, _split(extras or {}, p))
             weighted = self.weights[b] * loss
             total = weighted if total is None else total + weighted
             metrics.update({p + k: v for k, v in own.items()})
