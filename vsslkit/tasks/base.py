@@ -133,9 +133,6 @@ class Prefixed:
     def pooled(self, name: str) -> torch.Tensor:
         return self.features.pooled(self.name(name))
 
-    def extra(self, name: str) -> torch.Tensor:
-        return self.features.extra(self.name(name))
-
     def maps(self, name: str, layer: str) -> torch.Tensor:
         return self.features.maps(self.name(name), layer)
 
