@@ -336,6 +336,11 @@ BRANCHES = [
     pytest.param([], id="plain"),
     pytest.param(["--contrastive", "--queue-size", "16"], id="moco"),  # queue, key encoder, shuffle-BN generator state
     pytest.param(["--task", "arrow-of-time"], id="arrow-of-time"),
+    # n clips through one forward (BN over the tuple); --speeds overrides TINY's --speed-pool
+    pytest.param(["--task", "playback-order", "--clips", "3", "--speeds", "-3", "1", "3"], id="playback-order"),
+    pytest.param(["--task", "playback-order", "--clips", "3", "--speeds", "-3", "1", "3", "--contrastive",
+                  "--queue-size", "16"], id="playback-order-moco"),
+    pytest.param(["--task", "playback-speed", "--speeds", "-3", "1", "3"], id="playback-speed"),
 ]
 STEPS = 8
 

@@ -86,11 +86,17 @@ def _same(a: Any, b: Any) -> bool:
 def add_task_arguments(p: argparse.ArgumentParser) -> None:
     """--task, --speed-pool, --sampling: the pretext task flags shared by `pretrain` and `pretext-probe`."""
     p.add_argument("--task", default="speed-change-fine",
-                   help="pace | speed-change-coarse | speed-change-fine | arrow-of-time | none (with --contrastive)")
+                   help="pace | speed-change-coarse | speed-change-fine | arrow-of-time | playback-order | "
+                        "playback-speed | none (with --contrastive)")
     p.add_argument("--speed-pool", type=int_at_least(1), nargs="*", default=None,
                    help="speeds: the fine task's pool (default 1 2 3) or the pace/coarse speeds (default 1 2 3 4)")
     p.add_argument("--sampling", choices=("location", "class"), default=None,
                    help="speed-change-fine: location-primary (default) or class-primary sampling")
+    p.add_argument("--clips", type=int_at_least(2), default=None,
+                   help="playback-order: clips per tuple n (2..6, default 3; n! order classes)")
+    p.add_argument("--speeds", type=int, nargs="+", default=None,
+                   help="playback-order / playback-speed: signed speeds, negative = reversed playback "
+                        "(default: eq. 1's set for n clips / -3 1 3)")
 
 
 def task_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -100,6 +106,10 @@ def task_options(args: argparse.Namespace) -> dict[str, Any]:
         options["pool" if args.task == "speed-change-fine" else "speeds"] = tuple(args.speed_pool)
     if args.sampling:
         options["primary"] = args.sampling
+    if getattr(args, "clips", None) is not None:
+        options["clips"] = args.clips
+    if getattr(args, "speeds", None):
+        options["speeds"] = tuple(args.speeds)
     return options
 
 

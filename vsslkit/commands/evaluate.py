@@ -397,7 +397,7 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
 
     from vsslkit.commands.store_args import open_store_from_args
     from vsslkit.data.datasets import open_dataset
-    from vsslkit.eval.pretext import localization_summary, predict_pretext_clips, summary_markdown
+    from vsslkit.eval.pretext import localization_summary, predict_pretext_clips, summary_markdown, time_symmetric_data
     from vsslkit.train.pretrain import load_pretext_model
 
     model, config = load_pretext_model(args.checkpoint)
@@ -410,10 +410,14 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
         print(f"skipped {path}: {reason}")
     clips = predict_pretext_clips(model.to(args.device), store, index.paths, index.num_frames, crop_size=config.size,
                                   clips_per_video=args.clips_per_video, seed=args.seed, batch_size=args.batch_size)
-    summary = localization_summary(clips, model.task)
+    symmetric = time_symmetric_data(args.data)
+    summary = localization_summary(clips, model.task, time_symmetric=symmetric)
     print(f"{config.task}: {len(clips)} clips from {len(index.paths) - len(skipped)} {args.subset} videos "
           f"(seed {args.seed})")
     print(summary_markdown(summary))
+    if symmetric and any(s.ceiling is not None for s in summary.values()):
+        print("ceiling: this is a time-symmetric synthetic set (version 2): a clip and its reversal are equally "
+              "likely, so no model can beat the ceiling (see the task's `ceiling`)")
     for head, s in summary.items():
         print(f"{head} confusion (rows: true, columns: predicted; labels {', '.join(s.names)}):")
         for row in s.counts:
@@ -426,7 +430,9 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
                 "--subset", args.subset, "--clips-per-video", str(args.clips_per_video), "--short-side",
                 str(args.short_side), "--store", str(args.store), "--seed", str(args.seed)]),
             "skipped": [(str(p), r) for p, r in skipped],
-            "heads": {head: {"accuracy": s.accuracy, "majority": s.majority, "chance": s.chance, "labels": s.names,
+            "time_symmetric_data": symmetric,
+            "heads": {head: {"accuracy": s.accuracy, "majority": s.majority, "chance": s.chance,
+                             "ceiling": s.ceiling, "labels": s.names,
                              "confusion": s.counts.tolist()} for head, s in summary.items()},
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -137,7 +137,9 @@ def build_task(config: PretrainConfig) -> Joint:
     task = make_task(config.task, clip_len=config.clip_len, extra_frames=int(config.residual), **options)
     if config.moco is None:
         return Joint({"pretext": task})
-    moco = MoCo(key_task=task, query="pretext.clip", queue_size=config.moco.queue_size, momentum=config.moco.momentum,
+    # A multi-clip task names its query clip and gives MoCo a one-clip key sampler.
+    moco = MoCo(key_task=getattr(task, "moco_key_task", task), query="pretext." + getattr(task, "moco_query", "clip"),
+                queue_size=config.moco.queue_size, momentum=config.moco.momentum,
                 temperature=config.moco.temperature, seed=config.seed)
     return Joint({"pretext": task, "moco": moco}, weights={"pretext": 1.0, "moco": config.moco.weight})
 
