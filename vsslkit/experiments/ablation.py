@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,8 @@ class AblationPlan:
     device: str = "auto"
     progress: bool = False
     command: str = ""
+    # How results.json becomes table.md; another seed's reproduction passes its own (same protocol).
+    render: Callable[[AblationPlan, dict[str, list[dict]]], str] | None = None
 
 
 def _short(metric: str) -> str:
@@ -123,7 +126,7 @@ def run_ablation(plan: AblationPlan) -> dict[str, Any]:
                   f"{result['linear_probe']['video_accuracy']:.1f} %, R@1 {result['retrieval']['R@1']:.1f} % "
                   f"({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
     minutes = (time.perf_counter() - t0) / 60
-    table = ablation_table(plan, results)
+    table = (plan.render or ablation_table)(plan, results)
     protocol = {"command": plan.command, "seeds": list(plan.seeds), "pretrain_steps": plan.pretrain_steps,
                 "downstream": asdict(plan.downstream), "dataset": str(plan.data_root),
                 "synthetic_version": plan.version, "split": data.split,
@@ -187,7 +190,7 @@ def ordering_agreement(results: dict[str, list[dict]], thesis: dict[str, float],
     return {"agree": agree, "pairs": len(pairs), "spearman": rho, "rows": len(names)}
 
 
-def table_from_results(path: str | Path) -> str:
+def table_from_results(path: str | Path, render: Callable[[AblationPlan, dict[str, list[dict]]], str] | None = None) -> str:
     """Re-render `table.md` from a run's `results.json` (e.g. one that ran on a GPU elsewhere)."""
     raw = json.loads(Path(path).read_text())
     protocol, results = raw["protocol"], raw["results"]
@@ -195,7 +198,7 @@ def table_from_results(path: str | Path) -> str:
                 for name, cfg in protocol["variants"].items()]
     plan = AblationPlan(seeds=tuple(protocol["seeds"]), variants=variants, pretrain_steps=protocol["pretrain_steps"],
                         downstream=DownstreamConfig(**protocol["downstream"]))
-    return ablation_table(plan, results)
+    return (render or ablation_table)(plan, results)
 
 
 def best_minus_random(results: dict[str, list[dict]], name: str, key: tuple[str, str]) -> tuple[float, float]:

@@ -59,6 +59,7 @@ class PretrainConfig:
     backbone: str = "r3d_10"
     width: float = 0.25
     norm: str = "bn"
+    tgn_group_frames: int = 2  # frames per temporal group when norm="tgn" (seed 002 T6's g)
     clip_len: int = 16
     size: int = 64
     residual: bool = False
@@ -149,7 +150,8 @@ def build_pretext_model(config: PretrainConfig) -> PretextModel:
     checkpoint's "model" into it."""
     torch.manual_seed(config.seed)
     backbone = build_backbone(config.backbone, width=config.width, norm=config.norm,
-                              in_frames=config.clip_len if config.norm == "tgn" else None)
+                              in_frames=config.clip_len if config.norm == "tgn" else None,
+                              tgn_group_frames=config.tgn_group_frames)
     return PretextModel(backbone, build_task(config))
 
 
