@@ -251,3 +251,18 @@ def test_make_task_builds_both():
     assert make_task("playback-order", clip_len=8, clips=4).heads == {"order": 24}
     assert make_task("playback-speed", clip_len=8).heads == {"speed": 3}
     assert make_task("playback-order", clip_len=8, clips=3, speeds=(3, -2, 1)).speeds == (-2, 1, 3)
+
+
+def test_motion_energy_probe_takes_both_tasks():
+    """The network-free floor reads every slot of a tuple (features side by side in slot order)."""
+    from vsslkit.eval.probe import motion_energy_probe
+
+    counts = {f"/v/{i}.mp4": 60 for i in range(6)}
+    source = MemorySource(counts, size=(24, 24))
+    paths = sorted(counts)
+    for name, options in (("playback-order", {"clips": 2}), ("playback-speed", {})):
+        out = motion_energy_probe(name, train=(paths[:4], [60] * 4), test=(paths[4:], [60] * 2), source=source,
+                                  clip_len=4, crop_size=16, train_clips_per_video=4, test_clips_per_video=2, **options)
+        head = "order" if name == "playback-order" else "speed"
+        assert set(out["heads"]) == {head} and 0.0 <= out["heads"][head]["accuracy"] <= 1.0
+        assert out["test_clips"] == 4
