@@ -266,3 +266,23 @@ def test_motion_energy_probe_takes_both_tasks():
         head = "order" if name == "playback-order" else "speed"
         assert set(out["heads"]) == {head} and 0.0 <= out["heads"][head]["accuracy"] <= 1.0
         assert out["test_clips"] == 4
+
+
+def test_tgn_group_frames_is_stored_only_when_not_the_default():
+    """Checkpoints written before the field existed (no key) resume under the default g = 2."""
+    from dataclasses import replace
+
+    from vsslkit.train.loop import ResumeMismatchError, check_same_config
+    from vsslkit.train.pretrain import PretrainConfig, build_pretext_model
+
+    default = PretrainConfig(task="playback-order", norm="tgn", clip_len=8)
+    assert "tgn_group_frames" not in default.to_json()
+    check_same_config(default.to_json(), default.to_json(), "last.pt")
+    g4 = replace(default, tgn_group_frames=4)
+    assert g4.to_json()["tgn_group_frames"] == 4 and PretrainConfig.from_json(g4.to_json()) == g4
+    assert PretrainConfig.from_json(default.to_json()) == default
+    with pytest.raises(ResumeMismatchError, match="tgn_group_frames"):
+        check_same_config(default.to_json(), g4.to_json(), "last.pt")
+    groups = {m.num_groups_t for m in build_pretext_model(replace(g4, width=0.125)).backbone.modules()
+              if hasattr(m, "num_groups_t")}
+    assert groups == {2, 1}  # 8 frames: g = 4 gives 2 groups, then 1 as time shrinks

@@ -25,6 +25,7 @@ from vsslkit.tasks.same_batch import all_transforms
 from vsslkit.train.distributed import DistInfo
 from vsslkit.train.loop import FitResult, fit, make_optimizer, make_scheduler
 
+TGN_GROUP_FRAMES = 2  # build_backbone's default g
 CONFIG_FORMAT = 2  # 1: flat MoCo fields and positional clips (before the task-shape redesign)
 
 
@@ -59,7 +60,7 @@ class PretrainConfig:
     backbone: str = "r3d_10"
     width: float = 0.25
     norm: str = "bn"
-    tgn_group_frames: int = 2  # frames per temporal group when norm="tgn" (seed 002 T6's g)
+    tgn_group_frames: int = 2  # frames per temporal group when norm="tgn" (seed 002 T6's g); = TGN_GROUP_FRAMES
     clip_len: int = 16
     size: int = 64
     residual: bool = False
@@ -79,6 +80,8 @@ class PretrainConfig:
         out["milestones"] = list(self.milestones)
         out["task_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.task_options.items()}
         out["format"] = CONFIG_FORMAT
+        if out["tgn_group_frames"] == TGN_GROUP_FRAMES:  # stored only when not the default, so checkpoints
+            del out["tgn_group_frames"]                  # written before the field existed still resume
         return out
 
     @classmethod
