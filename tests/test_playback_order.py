@@ -286,3 +286,18 @@ def test_tgn_group_frames_is_stored_only_when_not_the_default():
     groups = {m.num_groups_t for m in build_pretext_model(replace(g4, width=0.125)).backbone.modules()
               if hasattr(m, "num_groups_t")}
     assert groups == {2, 1}  # 8 frames: g = 4 gives 2 groups, then 1 as time shrinks
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--task", "pace", "--clips", "3"], "vsslkit: --clips: only --task playback-order takes it, not --task pace"),
+    (["--task", "arrow-of-time", "--speeds", "-3", "3"], "vsslkit: --speeds: only --task playback-order"),
+    (["--task", "playback-order", "--clips", "3", "--speeds", "1", "2"], "3 clips need 3 speeds"),
+    (["--task", "playback-order", "--clips", "3", "--speeds", "0", "1", "2"], "non-zero"),
+])
+def test_cli_bad_task_flags_are_one_line(argv, expected, tmp_path, capsys):
+    from vsslkit.cli import main
+
+    assert main(["pretrain", "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "run"), "--device", "cpu",
+                 *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0] and "Traceback" not in err[0]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vsslkit.commands.arguments import int_at_least
+from vsslkit.errors import UsageError
 
 # Backbone and input settings a checkpoint fixes; None on the command line means "not given".
 BACKBONE_SETTINGS: tuple[str, ...] = ("backbone", "width", "norm", "clip_len", "size", "residual")
@@ -107,8 +108,13 @@ def task_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.sampling:
         options["primary"] = args.sampling
     if getattr(args, "clips", None) is not None:
+        if args.task != "playback-order":
+            raise UsageError("--clips", f"only --task playback-order takes it, not --task {args.task}")
         options["clips"] = args.clips
     if getattr(args, "speeds", None):
+        if args.task not in ("playback-order", "playback-speed"):
+            raise UsageError("--speeds", f"only --task playback-order / playback-speed take it (signed speeds), "
+                             f"not --task {args.task}; see --speed-pool")
         options["speeds"] = tuple(args.speeds)
     return options
 
