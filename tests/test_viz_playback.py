@@ -69,3 +69,19 @@ def test_ceiling_table_and_confusion():
     fig = P.order_confusion(_summary(None)["order"])
     assert np.allclose(fig.data[0].z, [[0.75, 0.25], [0.0, 1.0]]) and list(fig.data[0].x) == ["(-3x, +3x)", "(+3x, -3x)"]
     assert "n = 2" in fig.layout.title.text
+
+
+def test_summaries_from_pretext_eval_json():
+    raw = {"heads": {"order": {"accuracy": 0.5, "majority": 0.52, "chance": 0.5, "ceiling": 0.5,
+                               "labels": ["(-3x, +3x)", "(+3x, -3x)"], "confusion": [[5, 5], [5, 5]]}}}
+    s = P.summaries_from_results({"v2, n = 2": raw})["v2, n = 2"]["order"]
+    assert (s.accuracy, s.ceiling, s.counts.sum()) == (0.5, 0.5, 20)
+    assert "| v2, n = 2 | 2 | 50.0 % | 50.0 % | 50.0 % |" in P.ceiling_markdown({"v2, n = 2": {"order": s}})
+
+
+def test_labelled_forward_backward_names_every_row():
+    clip = np.zeros((3, 6, 5, 3), np.uint8)
+    clip[:, :, :, 0] = np.arange(3)[:, None, None] * 50 + 10
+    image = P.labelled_forward_backward({"v2": clip, "v3": clip}, gap=2)
+    assert image.shape[0] == 4 * (6 + 2) - 2 and image.shape[1] == 150 + 3 * (5 + 2) - 2
+    assert image[0, 150, 0] == 10 and image[8, 150, 0] == 110  # row 2 is row 1 played backward

@@ -19,6 +19,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from vsslkit.eval.confusion import normalise_rows
+from vsslkit.eval.pretext import HeadSummary
 from vsslkit.plans import Plan, VideoTooShortError
 from vsslkit.tasks.playback_order import PlaybackOrderTask, format_speed, permutation_of_label
 from vsslkit.viz import plots
@@ -136,6 +137,24 @@ def tuple_builder(videos: Sequence[tuple[str, str | Path]], frames: FrameSource,
     box.shuffle = next_seed  # type: ignore[attr-defined]
     update()
     return box
+
+
+def labelled_forward_backward(clips: Mapping[str, np.ndarray], *, gap: int = 2) -> np.ndarray:
+    """`plots.forward_backward_strips` with every row named on its left ("version 3, backward", ...)."""
+    sheet, labels = plots.forward_backward_strips(clips, gap=gap)
+    h = np.asarray(next(iter(clips.values()))).shape[1]
+    rows = [sheet[i * (h + gap): i * (h + gap) + h] for i in range(len(labels))]
+    return plots.labelled_rows(rows, labels, label_width=150)
+
+
+def summaries_from_results(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, HeadSummary]]:
+    """{run: a `vsslkit pretext-eval --out` JSON} -> {run: {head: HeadSummary}} (committed results)."""
+    out = {}
+    for run, raw in results.items():
+        out[run] = {head: HeadSummary(head, list(h["labels"]), np.asarray(h["confusion"]), float(h["accuracy"]),
+                                      float(h["majority"]), float(h["chance"]), h.get("ceiling"))
+                    for head, h in raw["heads"].items()}
+    return out
 
 
 def ceiling_markdown(summaries: Mapping[str, Any], *, head: str = "order") -> str:
