@@ -340,6 +340,11 @@ BRANCHES = [
     # ~4 steps, so tables are refreshed and published to the loader inside the 8 steps
     pytest.param(["--task", "ascnet", "--batch-size", "16", "--refresh-every", "2", "--head-hidden", "16",
                   "--head-dim", "8"], id="ascnet"),
+    # n clips through one forward (BN over the tuple); --speeds overrides TINY's --speed-pool
+    pytest.param(["--task", "playback-order", "--clips", "3", "--speeds", "-3", "1", "3"], id="playback-order"),
+    pytest.param(["--task", "playback-order", "--clips", "3", "--speeds", "-3", "1", "3", "--contrastive",
+                  "--queue-size", "16"], id="playback-order-moco"),
+    pytest.param(["--task", "playback-speed", "--speeds", "-3", "1", "3"], id="playback-speed"),
 ]
 STEPS = 8
 

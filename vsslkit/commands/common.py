@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vsslkit.commands.arguments import int_at_least, unit_interval
+from vsslkit.errors import UsageError
 
 # Backbone and input settings a checkpoint fixes; None on the command line means "not given".
 BACKBONE_SETTINGS: tuple[str, ...] = ("backbone", "width", "norm", "clip_len", "size", "residual")
@@ -86,11 +87,17 @@ def _same(a: Any, b: Any) -> bool:
 def add_task_arguments(p: argparse.ArgumentParser) -> None:
     """--task, --speed-pool, --sampling: the pretext task flags shared by `pretrain` and `pretext-probe`."""
     p.add_argument("--task", default="speed-change-fine",
-                   help="pace | speed-change-coarse | speed-change-fine | arrow-of-time | ascnet | none (with --contrastive)")
+                   help="pace | speed-change-coarse | speed-change-fine | arrow-of-time | playback-order | "
+                        "playback-speed | ascnet | none (with --contrastive)")
     p.add_argument("--speed-pool", type=int_at_least(1), nargs="*", default=None,
                    help="speeds: the fine task's pool (default 1 2 3) or the pace/coarse speeds (default 1 2 3 4)")
     p.add_argument("--sampling", choices=("location", "class"), default=None,
                    help="speed-change-fine: location-primary (default) or class-primary sampling")
+    p.add_argument("--clips", type=int_at_least(2), default=None,
+                   help="playback-order: clips per tuple n (2..6, default 3; n! order classes)")
+    p.add_argument("--speeds", type=int, nargs="+", default=None,
+                   help="playback-order / playback-speed: signed speeds, negative = reversed playback "
+                        "(default: eq. 1's set for n clips / -3 1 3)")
     asc = p.add_argument_group("ascnet (--task ascnet; SPECS §3)")
     asc.add_argument("--gamma", type=unit_interval, default=None, help="L = gamma L_m + (1 - gamma) L_a (default 0.5)")
     asc.add_argument("--tau", type=unit_interval, default=None, help="EMA momentum of the target (default 0.99)")
@@ -113,11 +120,18 @@ def task_options(args: argparse.Namespace) -> dict[str, Any]:
               "refresh_every": "refresh_every", "exclude_same_group": "exclude_same_group"}
     given = {option: getattr(args, flag) for flag, option in ascnet.items() if getattr(args, flag, None) is not None}
     if given and args.task != "ascnet":
-        from vsslkit.errors import UsageError
-
         flag = "--" + next(k for k, v in ascnet.items() if v in given).replace("_", "-")
         raise UsageError(flag, f"is an ascnet option; it needs --task ascnet (got --task {args.task})")
     options.update(given)
+    if getattr(args, "clips", None) is not None:
+        if args.task != "playback-order":
+            raise UsageError("--clips", f"only --task playback-order takes it, not --task {args.task}")
+        options["clips"] = args.clips
+    if getattr(args, "speeds", None):
+        if args.task not in ("playback-order", "playback-speed"):
+            raise UsageError("--speeds", f"only --task playback-order / playback-speed take it (signed speeds), "
+                             f"not --task {args.task}; see --speed-pool")
+        options["speeds"] = tuple(args.speeds)
     return options
 
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from vsslkit.data.store import default_store_dir
+from vsslkit.eval.pooling import POOLING_HELP, POOLINGS
 
 DEFAULT_STORE = default_store_dir()
 
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="features file to write (.npz)")
     p.add_argument("--clips", type=int, default=10, help="uniformly spaced clips per video (default 10)")
     p.add_argument("--layer", default="pool5", help="backbone layer to pool (pool3 | pool4 | pool5; default pool5)")
-    p.add_argument("--pooling", choices=("avg", "max"), default="avg", help="global 3D average or max pooling")
+    p.add_argument("--pooling", choices=POOLINGS, default="avg", help=POOLING_HELP)
     p.add_argument("--backbone", default=None, help=f"default: the checkpoint's, else {d['backbone']}")
     p.add_argument("--width", type=float, default=None, help=f"default: the checkpoint's, else {d['width']}")
     p.add_argument("--norm", choices=("bn", "tgn"), default=None, help="default: the checkpoint's, else bn")

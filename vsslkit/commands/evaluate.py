@@ -23,6 +23,7 @@ from vsslkit.commands.common import (
 )
 from vsslkit.commands.store_args import add_store_format_arguments
 from vsslkit.data.store import default_store_dir
+from vsslkit.eval.pooling import POOLING_HELP, POOLINGS
 
 DEFAULT_STORE = default_store_dir()
 LAYERS = ("pool3", "pool4", "pool5")
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_common(p)
     p.add_argument("--layer", default="pool5", help="backbone layer to pool (default: pool5)")
-    p.add_argument("--pooling", choices=("avg", "max"), default="avg", help="global 3D average or max pooling")
+    p.add_argument("--pooling", choices=POOLINGS, default="avg", help=POOLING_HELP)
     p.add_argument("--ks", default="1,5,10,20,50", help="comma-separated k values")
     p.add_argument("--out", type=Path, help="write the result JSON here")
     p.set_defaults(func=run_retrieve)
@@ -55,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "same test protocol, so the same number). Backbone settings default to the checkpoints' own.",
     )
     _add_common(e)
-    e.add_argument("--pooling", choices=("avg", "max"), default="avg")
+    e.add_argument("--pooling", choices=POOLINGS, default="avg", help=POOLING_HELP)
     e.add_argument("--svm-videos", type=int, default=60, help="test videos for the leave-one-out SVM (0: skip)")
     e.add_argument("--pairs", type=int, default=200, help="pairs for the pair-similarity SVM (0: skip)")
     e.add_argument("--folds", type=int, default=10, help="folds of the pair-similarity SVM")
@@ -397,7 +398,12 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
 
     from vsslkit.commands.store_args import open_store_from_args
     from vsslkit.data.datasets import open_dataset
-    from vsslkit.eval.pretext import localization_summary, predict_pretext_clips, summary_markdown
+    from vsslkit.eval.pretext import (
+        localization_summary,
+        predict_pretext_clips,
+        summary_markdown,
+        time_symmetric_data,
+    )
     from vsslkit.train.pretrain import load_pretext_model
 
     model, config = load_pretext_model(args.checkpoint)
@@ -412,10 +418,14 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
         print(f"skipped {path}: {reason}")
     clips = predict_pretext_clips(model.to(args.device), store, index.paths, index.num_frames, crop_size=config.size,
                                   clips_per_video=args.clips_per_video, seed=args.seed, batch_size=args.batch_size)
-    summary = localization_summary(clips, model.task)
+    symmetric = time_symmetric_data(args.data)
+    summary = localization_summary(clips, model.task, time_symmetric=symmetric)
     print(f"{config.task}: {len(clips)} clips from {len(index.paths) - len(skipped)} {args.subset} videos "
           f"(seed {args.seed})")
     print(summary_markdown(summary))
+    if symmetric and any(s.ceiling is not None for s in summary.values()):
+        print("ceiling: this is a time-symmetric synthetic set (version 2): a clip and its reversal are equally "
+              "likely, so no model can beat the ceiling (see the task's `ceiling`)")
     for head, s in summary.items():
         print(f"{head} confusion (rows: true, columns: predicted; labels {', '.join(s.names)}):")
         for row in s.counts:
@@ -428,7 +438,9 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
                 "--subset", args.subset, "--clips-per-video", str(args.clips_per_video), "--short-side",
                 str(args.short_side), "--store", str(args.store), "--seed", str(args.seed)]),
             "skipped": [(str(p), r) for p, r in skipped],
-            "heads": {head: {"accuracy": s.accuracy, "majority": s.majority, "chance": s.chance, "labels": s.names,
+            "time_symmetric_data": symmetric,
+            "heads": {head: {"accuracy": s.accuracy, "majority": s.majority, "chance": s.chance,
+                             "ceiling": s.ceiling, "labels": s.names,
                              "confusion": s.counts.tolist()} for head, s in summary.items()},
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)

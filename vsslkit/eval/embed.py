@@ -29,6 +29,7 @@ from torch import nn
 from vsslkit.data.datasets import VIDEO_EXTENSIONS
 from vsslkit.data.store import FrameStore, default_store_dir
 from vsslkit.eval.features import extract_video_features, fitting_strides
+from vsslkit.eval.pooling import POOLINGS
 from vsslkit.eval.results import Protocol, checkpoint_fields
 from vsslkit.eval.retrieval import cosine_topk, standardise_with_gallery
 from vsslkit.models import build_backbone
@@ -65,8 +66,8 @@ class EmbedSettings:
                              f"{self.clips_per_video}, {self.clip_len}, {self.stride}, {self.crop_size}")
         if self.layer not in LAYER_NAMES:
             raise EmbedError(f"unknown layer {self.layer!r}; choose from {', '.join(LAYER_NAMES)}")
-        if self.pooling not in ("avg", "max"):
-            raise EmbedError(f"pooling must be 'avg' or 'max', got {self.pooling!r}")
+        if self.pooling not in POOLINGS:
+            raise EmbedError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
 
     def protocol(self, *, checkpoint: str | os.PathLike, seed: int, dataset: str, command: str | None = None) -> Protocol:
         """The `Protocol` stored in the embedding file (same record as every result JSON)."""

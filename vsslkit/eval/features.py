@@ -2,8 +2,9 @@
 
 Each video gives `clips_per_video` (10) uniformly spaced constant-stride clips (`uniform_plans`),
 centre-cropped, no other augmentation. A chosen layer's map (pool3 / pool4 / pool5) is pooled
-over time and space (global average, or the global 3D max of seed 002) and the clip features
-are averaged into one vector per video. Clips from several videos share a batch and nothing is
+over time and space (global average, or the global 3D max), or — seed 002's retrieval feature
+(§4.3, VCOP's `return_conv`) — max pooled by a (1, 2, 2) window and flattened ("max122"), and
+the clip features are averaged into one vector per video. Clips from several videos share a batch and nothing is
 ever dropped: the last batch is simply smaller. A video shorter than one clip is an error that
 names the file (the caller filters short videos beforehand and reports them).
 """
@@ -20,13 +21,15 @@ from torch import nn
 
 from vsslkit.data.transforms import center_crop, residual_frames, to_float_clips
 from vsslkit.data.video import VideoError
+from vsslkit.eval.pooling import POOLING_HELP, POOLINGS
 from vsslkit.models.weights import LoadReport, load_backbone_weights  # re-exported: one loader for the kit
 from vsslkit.plans import VideoTooShortError, uniform_plans
 
-Pooling = Literal["avg", "max"]
+Pooling = Literal["avg", "max", "max122"]
 
 
-__all__ = ["FrameSource", "LoadReport", "extract_layer_features", "extract_video_features", "fitting_strides",
+__all__ = ["POOLINGS", "POOLING_HELP", "FrameSource", "LoadReport", "extract_layer_features", "extract_video_features",
+           "fitting_strides",
            "iter_clip_batches", "load_backbone_weights", "pool_features"]
 
 
@@ -110,14 +113,21 @@ def fitting_strides(num_frames: Sequence[int], *, clip_len: int, stride: int, re
 
 
 def pool_features(fmap: torch.Tensor, pooling: Pooling) -> torch.Tensor:
-    """(B, C, T, H, W) → (B, C) by global average or global 3D max pooling."""
+    """(B, C, T, H, W) → (B, C) by global average or global 3D max pooling, or → (B, C·T·⌊H/2⌋·⌊W/2⌋)
+    by "max122": `MaxPool3d(kernel=(1, 2, 2), stride=(1, 2, 2))` then flatten (seed 002 §4.3;
+    channel-major, as `torch.flatten` of VCOP's conv output)."""
     if fmap.dim() != 5:
         raise ValueError(f"expected a (B, C, T, H, W) feature map, got shape {tuple(fmap.shape)}")
     if pooling == "avg":
         return fmap.mean(dim=(2, 3, 4))
     if pooling == "max":
         return fmap.amax(dim=(2, 3, 4))
-    raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
+    if pooling == "max122":
+        if fmap.shape[3] < 2 or fmap.shape[4] < 2:
+            raise ValueError(f"max122 pooling needs a map of at least 2x2 pixels, got {tuple(fmap.shape[3:])}; "
+                             "use a larger crop or an earlier layer")
+        return torch.nn.functional.max_pool3d(fmap, kernel_size=(1, 2, 2), stride=(1, 2, 2)).flatten(1)
+    raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
 
 
 def extract_layer_features(

@@ -35,10 +35,11 @@ class PretextClip:
     video: int
     path: str
     num_frames: int
-    plan: Any  # vsslkit.plans.Plan
+    plan: Any  # vsslkit.plans.Plan of a one-clip task; None for a multi-clip sample (see `plans`)
     labels: dict[str, int]  # ground truth per head
     predicted: dict[str, int]
     confidence: dict[str, float]  # softmax probability of the predicted label
+    plans: dict[str, Any] | None = None  # every named plan of the sample (playback order: clip0..clipN)
 
 
 def label_names(task: Any, head: str) -> list[str]:
@@ -53,6 +54,13 @@ def label_names(task: Any, head: str) -> list[str]:
 def _clip_tensor(frames: np.ndarray, crop_size: int, residual: bool) -> torch.Tensor:
     x = to_float_clips(center_crop(torch.from_numpy(np.ascontiguousarray(frames))[None], crop_size))
     return residual_frames(x) if residual else x
+
+
+def _single_plan(plans: Mapping[str, Any]) -> Any:
+    """The plan of a one-clip sample (as `Sample.plan`), None for a multi-clip one."""
+    if "clip" in plans:
+        return plans["clip"]
+    return next(iter(plans.values())) if len(plans) == 1 else None
 
 
 def predict_pretext_clips(model: torch.nn.Module, source: FrameSource, paths: Sequence[str | Path],
@@ -73,7 +81,7 @@ def predict_pretext_clips(model: torch.nn.Module, source: FrameSource, paths: Se
             continue
         for _ in range(clips_per_video):
             sample = task.sample(int(n), rng)
-            drawn.append((vi, str(path), int(n), sample.plan, dict(sample.labels)))
+            drawn.append((vi, str(path), int(n), dict(sample.plans), dict(sample.labels)))
     if not drawn:
         raise ValueError(f"no video has the {task.min_frames} frames task {task.name} needs")
     out: list[PretextClip] = []
@@ -84,14 +92,14 @@ def predict_pretext_clips(model: torch.nn.Module, source: FrameSource, paths: Se
         with torch.inference_mode():
             for b in range(0, len(drawn), batch_size):
                 chunk = drawn[b : b + batch_size]
-                x = torch.cat([_clip_tensor(np.asarray(source.read(p, plan.indices)), crop_size, residual)
-                               for _, p, _, plan, _ in chunk])
-                outputs = model.predict(x.to(device))
+                x = {name: torch.cat([_clip_tensor(np.asarray(source.read(p, plans[name].indices)), crop_size, residual)
+                                      for _, p, _, plans, _ in chunk]).to(device) for name in chunk[0][3]}
+                outputs = model.predict(x["clip"] if list(x) == ["clip"] else x)
                 probs = {head: torch.softmax(outputs[head].double(), dim=1).cpu().numpy() for head in task.heads}
-                for i, (vi, p, n, plan, labels) in enumerate(chunk):
+                for i, (vi, p, n, plans, labels) in enumerate(chunk):
                     pred = {head: int(probs[head][i].argmax()) for head in task.heads}
                     conf = {head: float(probs[head][i].max()) for head in task.heads}
-                    out.append(PretextClip(vi, p, n, plan, labels, pred, conf))
+                    out.append(PretextClip(vi, p, n, _single_plan(plans), labels, pred, conf, plans))
     finally:
         model.train(was_training)
     return out
@@ -105,10 +113,22 @@ class HeadSummary:
     accuracy: float
     majority: float  # share of the most frequent true label among these clips
     chance: float
+    ceiling: float | None = None  # best possible accuracy on time-symmetric data (None: not derived)
 
 
-def localization_summary(clips: Sequence[PretextClip], task: Any) -> dict[str, HeadSummary]:
-    """Per head: confusion counts, accuracy, majority-class share and chance on the given clips."""
+def time_symmetric_data(root: str | Path) -> bool:
+    """True for a synthetic set of generator version 2, whose films look the same played backwards."""
+    from vsslkit.data.synthetic import load_metadata
+
+    if not (Path(root) / "synthetic.json").is_file():
+        return False
+    return int(load_metadata(root)["request"].get("generator_version", 2)) <= 2
+
+
+def localization_summary(clips: Sequence[PretextClip], task: Any, *,
+                         time_symmetric: bool = False) -> dict[str, HeadSummary]:
+    """Per head: confusion counts, accuracy, majority-class share and chance on the given clips;
+    with `time_symmetric`, also the task's theoretical ceiling on such data (where it defines one)."""
     if not clips:
         raise ValueError("no clips to summarise")
     task = base_task(task)
@@ -117,16 +137,22 @@ def localization_summary(clips: Sequence[PretextClip], task: Any) -> dict[str, H
         truth = np.array([c.labels[head] for c in clips])
         pred = np.array([c.predicted[head] for c in clips])
         counts = confusion_counts(truth, pred, n)
+        ceiling = task.ceiling(head, time_symmetric=True) if time_symmetric and hasattr(task, "ceiling") else None
         out[head] = HeadSummary(head, label_names(task, head), counts, float(np.mean(truth == pred)),
-                                float(np.bincount(truth, minlength=n).max() / len(truth)), 1.0 / n)
+                                float(np.bincount(truth, minlength=n).max() / len(truth)), 1.0 / n, ceiling)
     return out
 
 
 def summary_markdown(summary: Mapping[str, HeadSummary]) -> str:
     """Accuracy vs majority/chance per head, markdown (percent)."""
-    lines = ["| head | classes | accuracy | majority label | chance |", "|---|---|---|---|---|"]
-    lines += [f"| {s.head} | {len(s.names)} | {100 * s.accuracy:.1f} % | {100 * s.majority:.1f} % | {100 * s.chance:.1f} % |"
-              for s in summary.values()]
+    ceiling = any(s.ceiling is not None for s in summary.values())
+    lines = ["| head | classes | accuracy | majority label | chance |" + (" ceiling (time-symmetric data) |" if ceiling else ""),
+             "|---|---|---|---|---|" + ("---|" if ceiling else "")]
+    for s in summary.values():
+        line = f"| {s.head} | {len(s.names)} | {100 * s.accuracy:.1f} % | {100 * s.majority:.1f} % | {100 * s.chance:.1f} % |"
+        if ceiling:
+            line += " – |" if s.ceiling is None else f" {100 * s.ceiling:.1f} % |"
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -105,7 +105,8 @@ def _features(sample_fn: Callable[[int, np.random.Generator], Sample], min_frame
     for start in range(0, len(keys), batch_size):
         batch = prepare_batch(collate([dataset[k] for k in keys[start : start + batch_size]]), crop_size=crop_size,
                               train=False, residual=residual)
-        features.append(featurize(batch["clips"]["clip"]))
+        # several named clips (a playback-order tuple): their features side by side, in slot order
+        features.append(np.concatenate([featurize(batch["clips"][n]) for n in sorted(batch["clips"])], axis=1))
         for head in heads:
             labels[head].append(batch["labels"][head].numpy())
     return np.concatenate(features), {h: np.concatenate(v) for h, v in labels.items()}, dataset.skipped

@@ -82,6 +82,8 @@ class AblationPlan:
     device: str = "auto"
     progress: bool = False
     command: str = ""
+    # How results.json becomes table.md; another seed's reproduction passes its own (same protocol).
+    render: Callable[[AblationPlan, dict[str, list[dict]]], str] | None = None
 
 
 def _short(metric: str) -> str:
@@ -89,11 +91,11 @@ def _short(metric: str) -> str:
     return metric.removeprefix("pretext.").removesuffix("_acc").removesuffix(".acc")
 
 
-def run_ablation(plan: AblationPlan, *, render: Callable[[AblationPlan, dict[str, list[dict]]], str] | None = None
-                 ) -> dict[str, Any]:
+def run_ablation(plan: AblationPlan) -> dict[str, Any]:
     """Pretrain + downstream for every (variant, seed); write `table.md` + `results.json`; return them.
 
-    `render(plan, results)` draws the table (default `ablation_table`; `reproduce ascnet` has its own).
+    `plan.render(plan, results)` draws the table (default `ablation_table`; the other seeds' reproductions
+    bring their own).
     """
     t0 = time.perf_counter()
     device = resolve_device(plan.device)
@@ -130,7 +132,7 @@ def run_ablation(plan: AblationPlan, *, render: Callable[[AblationPlan, dict[str
                   f"{result['linear_probe']['video_accuracy']:.1f} %, R@1 {result['retrieval']['R@1']:.1f} % "
                   f"({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
     minutes = (time.perf_counter() - t0) / 60
-    table = (render or ablation_table)(plan, results)
+    table = (plan.render or ablation_table)(plan, results)
     protocol = {"command": plan.command, "seeds": list(plan.seeds), "pretrain_steps": plan.pretrain_steps,
                 "downstream": asdict(plan.downstream), "dataset": str(plan.data_root),
                 "synthetic_version": plan.version, "split": data.split,
@@ -194,7 +196,7 @@ def ordering_agreement(results: dict[str, list[dict]], thesis: dict[str, float],
     return {"agree": agree, "pairs": len(pairs), "spearman": rho, "rows": len(names)}
 
 
-def table_from_results(path: str | Path) -> str:
+def table_from_results(path: str | Path, render: Callable[[AblationPlan, dict[str, list[dict]]], str] | None = None) -> str:
     """Re-render `table.md` from a run's `results.json` (e.g. one that ran on a GPU elsewhere)."""
     raw = json.loads(Path(path).read_text())
     protocol, results = raw["protocol"], raw["results"]
@@ -202,7 +204,7 @@ def table_from_results(path: str | Path) -> str:
                 for name, cfg in protocol["variants"].items()]
     plan = AblationPlan(seeds=tuple(protocol["seeds"]), variants=variants, pretrain_steps=protocol["pretrain_steps"],
                         downstream=DownstreamConfig(**protocol["downstream"]))
-    return ablation_table(plan, results)
+    return (render or ablation_table)(plan, results)
 
 
 def best_minus_random(results: dict[str, list[dict]], name: str, key: tuple[str, str]) -> tuple[float, float]:

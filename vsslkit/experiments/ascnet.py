@@ -70,7 +70,7 @@ def ascnet_plan(**kwargs: Any) -> ab.AblationPlan:
 
 def run_ascnet(plan: ab.AblationPlan) -> dict[str, Any]:
     """Every arm, every seed, through `run_ablation`; the table is `ascnet_table`."""
-    return ab.run_ablation(plan, render=ascnet_table)
+    return ab.run_ablation(replace(plan, render=plan.render or ascnet_table))
 
 
 def _option(cfg: PretrainConfig | None, key: str) -> str:

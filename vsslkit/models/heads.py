@@ -6,6 +6,8 @@ few lines. `MultiHead` (wrapped in `tasks.base.OnPooled`) is what a classificati
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -54,3 +56,31 @@ class MultiHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: head(x) for name, head in self.heads.items()}
+
+
+class PairwiseOrderHead(nn.Module):
+    """Order of n clips from their pooled features (seed 002 fig. 2c; VCOP's `VCOPN`).
+
+    For every slot pair p < q: h_pq = ReLU(fc7([f_p ; f_q])) with one shared fc7; then
+    Dropout(concat of all h_pq) and fc8 to n! classes. Pairs are taken in slot order, so the
+    logits depend on which clip sits in which slot (which is what the label encodes).
+    """
+
+    def __init__(self, in_dim: int, clips: int, *, hidden: int = 512, dropout: float = 0.5):
+        super().__init__()
+        if clips < 2 or hidden < 1 or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"PairwiseOrderHead needs clips >= 2, hidden >= 1, dropout in [0, 1); "
+                             f"got {clips}, {hidden}, {dropout}")
+        self.clips = clips
+        self.pairs = [(p, q) for p in range(clips) for q in range(p + 1, clips)]
+        self.fc7 = nn.Linear(2 * in_dim, hidden)
+        self.relu = nn.ReLU(inplace=True)
+        self.dropout = nn.Dropout(dropout)
+        self.fc8 = nn.Linear(hidden * len(self.pairs), math.factorial(clips))
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """`features`: n tensors `(B, in_dim)` in slot order -> logits `(B, n!)`."""
+        if len(features) != self.clips:
+            raise ValueError(f"expected {self.clips} clip features, got {len(features)}")
+        h = [self.relu(self.fc7(torch.cat([features[p], features[q]], dim=1))) for p, q in self.pairs]
+        return self.fc8(self.dropout(torch.cat(h, dim=1)))

@@ -14,11 +14,12 @@ from vsslkit.tasks.clips_only import ClipsOnlyTask
 from vsslkit.tasks.contrastive import MoCo
 from vsslkit.tasks.joint import Joint
 from vsslkit.tasks.pace import PaceTask
+from vsslkit.tasks.playback_order import PlaybackOrderTask, PlaybackSpeedTask
 from vsslkit.tasks.speed_change import SpeedChangeCoarseTask, SpeedChangeFineTask
 from vsslkit.tasks.supervised import SupervisedTask
 
 TASK_NAMES: tuple[str, ...] = ("pace", "speed-change-coarse", "speed-change-fine", "arrow-of-time", "supervised", "none",
-                             "ascnet")
+                              "ascnet", "playback-order", "playback-speed")
 
 
 def make_task(name: str, **kwargs: Any) -> Any:
@@ -35,6 +36,10 @@ def make_task(name: str, **kwargs: Any) -> Any:
         return AscNetTask(**kwargs)
     if name == "supervised":
         return SupervisedTask(**kwargs)
+    if name == "playback-order":
+        return PlaybackOrderTask(**kwargs)
+    if name == "playback-speed":
+        return PlaybackSpeedTask(**kwargs)
     if name == "none":  # clips only: the contrastive-only baseline
         return ClipsOnlyTask(**kwargs)
     raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASK_NAMES)}")
@@ -46,5 +51,6 @@ def primary_task(task: Any) -> Any:
 
 
 __all__ = ["TASK_NAMES", "ArrowOfTimeTask", "AscNetTask", "ClipsOnlyTask", "Features", "Joint", "MoCo", "PaceTask",
+           "PlaybackOrderTask", "PlaybackSpeedTask",
            "SpeedChangeCoarseTask", "SpeedChangeFineTask", "SupervisedTask", "classification_loss",
            "label_name", "make_task", "primary_task"]

@@ -37,11 +37,15 @@ class PretextModel(nn.Module):
         """Every output of the task's module for a dict of named clips (and the batch's extras)."""
         return self.head(self.features(clips, extras))
 
-    def predict(self, clips: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Outputs of the primary task's heads for one-clip inputs `(B, C, T, H, W)`, unprefixed
-        (what pretext evaluation and the notebooks' explorers score)."""
-        head = self.head.branches[self.task.primary_name] if isinstance(self.task, Joint) else self.head
-        return head(Features(self.backbone, {"clip": clips}))
+    def predict(self, clips: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Outputs of the primary task's heads for one-clip inputs `(B, C, T, H, W)`, or for its
+        named clips (a playback-order tuple), unprefixed (what pretext evaluation and the
+        notebooks' explorers score)."""
+        joint = isinstance(self.task, Joint)
+        head = self.head.branches[self.task.primary_name] if joint else self.head
+        primary = self.task.primary if joint else self.task
+        named = clips if isinstance(clips, dict) else {"clip": clips}
+        return head(Features(self.backbone, named, together=getattr(primary, "together", ())))
 
     def training_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         labels = batch["labels"]

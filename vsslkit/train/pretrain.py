@@ -25,6 +25,7 @@ from vsslkit.tasks.same_batch import all_transforms
 from vsslkit.train.distributed import DistInfo
 from vsslkit.train.loop import FitResult, fit, make_optimizer, make_scheduler
 
+TGN_GROUP_FRAMES = 2  # build_backbone's default g
 CONFIG_FORMAT = 2  # 1: flat MoCo fields and positional clips (before the task-shape redesign)
 
 
@@ -59,6 +60,7 @@ class PretrainConfig:
     backbone: str = "r3d_10"
     width: float = 0.25
     norm: str = "bn"
+    tgn_group_frames: int = 2  # frames per temporal group when norm="tgn" (seed 002 T6's g); = TGN_GROUP_FRAMES
     clip_len: int = 16
     size: int = 64
     residual: bool = False
@@ -78,6 +80,8 @@ class PretrainConfig:
         out["milestones"] = list(self.milestones)
         out["task_options"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.task_options.items()}
         out["format"] = CONFIG_FORMAT
+        if out["tgn_group_frames"] == TGN_GROUP_FRAMES:  # stored only when not the default, so checkpoints
+            del out["tgn_group_frames"]                  # written before the field existed still resume
         return out
 
     @classmethod
@@ -141,7 +145,9 @@ def build_task(config: PretrainConfig) -> Joint:
     task = make_task(config.task, clip_len=config.clip_len, extra_frames=int(config.residual), **options)
     if config.moco is None:
         return Joint({"pretext": task})
-    moco = MoCo(key_task=task, query="pretext.clip", queue_size=config.moco.queue_size, momentum=config.moco.momentum,
+    # A multi-clip task names its query clip and gives MoCo a one-clip key sampler.
+    moco = MoCo(key_task=getattr(task, "moco_key_task", task), query="pretext." + getattr(task, "moco_query", "clip"),
+                queue_size=config.moco.queue_size, momentum=config.moco.momentum,
                 temperature=config.moco.temperature, seed=config.seed)
     return Joint({"pretext": task, "moco": moco}, weights={"pretext": 1.0, "moco": config.moco.weight})
 
@@ -151,7 +157,8 @@ def build_pretext_model(config: PretrainConfig) -> PretextModel:
     checkpoint's "model" into it."""
     torch.manual_seed(config.seed)
     backbone = build_backbone(config.backbone, width=config.width, norm=config.norm,
-                              in_frames=config.clip_len if config.norm == "tgn" else None)
+                              in_frames=config.clip_len if config.norm == "tgn" else None,
+                              tgn_group_frames=config.tgn_group_frames)
     return PretextModel(backbone, build_task(config))
 
 
