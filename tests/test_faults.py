@@ -336,6 +336,8 @@ BRANCHES = [
     pytest.param([], id="plain"),
     pytest.param(["--contrastive", "--queue-size", "16"], id="moco"),  # queue, key encoder, shuffle-BN generator state
     pytest.param(["--task", "arrow-of-time"], id="arrow-of-time"),
+    # flow cache built by two runs at once, labels from augmented pixels, curriculum sampler state
+    pytest.param(["--task", "statistics", "--speed-pool", "--curriculum", "0.5"], id="statistics"),
 ]
 STEPS = 8
 

@@ -86,11 +86,14 @@ def _same(a: Any, b: Any) -> bool:
 def add_task_arguments(p: argparse.ArgumentParser) -> None:
     """--task, --speed-pool, --sampling: the pretext task flags shared by `pretrain` and `pretext-probe`."""
     p.add_argument("--task", default="speed-change-fine",
-                   help="pace | speed-change-coarse | speed-change-fine | arrow-of-time | none (with --contrastive)")
+                   help="pace | speed-change-coarse | speed-change-fine | arrow-of-time | statistics | none "
+                        "(with --contrastive)")
     p.add_argument("--speed-pool", type=int_at_least(1), nargs="*", default=None,
                    help="speeds: the fine task's pool (default 1 2 3) or the pace/coarse speeds (default 1 2 3 4)")
     p.add_argument("--sampling", choices=("location", "class"), default=None,
                    help="speed-change-fine: location-primary (default) or class-primary sampling")
+    p.add_argument("--targets", choices=("classification", "1d", "2d"), default=None,
+                   help="statistics: 27 classification heads (default), 1D or 2D regression (seed 003 eqs. 8-9)")
 
 
 def task_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -100,6 +103,8 @@ def task_options(args: argparse.Namespace) -> dict[str, Any]:
         options["pool" if args.task == "speed-change-fine" else "speeds"] = tuple(args.speed_pool)
     if args.sampling:
         options["primary"] = args.sampling
+    if getattr(args, "targets", None):
+        options["targets"] = args.targets
     return options
 
 

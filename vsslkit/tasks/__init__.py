@@ -14,9 +14,11 @@ from vsslkit.tasks.contrastive import MoCo
 from vsslkit.tasks.joint import Joint
 from vsslkit.tasks.pace import PaceTask
 from vsslkit.tasks.speed_change import SpeedChangeCoarseTask, SpeedChangeFineTask
+from vsslkit.tasks.statistics import StatisticsTask
 from vsslkit.tasks.supervised import SupervisedTask
 
-TASK_NAMES: tuple[str, ...] = ("pace", "speed-change-coarse", "speed-change-fine", "arrow-of-time", "supervised", "none")
+TASK_NAMES: tuple[str, ...] = ("pace", "speed-change-coarse", "speed-change-fine", "arrow-of-time", "supervised", "none",
+                              "statistics")
 
 
 def make_task(name: str, **kwargs: Any) -> Any:
@@ -29,6 +31,8 @@ def make_task(name: str, **kwargs: Any) -> Any:
         return SpeedChangeFineTask(**kwargs)
     if name == "arrow-of-time":
         return ArrowOfTimeTask(**kwargs)
+    if name == "statistics":
+        return StatisticsTask(**kwargs)
     if name == "supervised":
         return SupervisedTask(**kwargs)
     if name == "none":  # clips only: the contrastive-only baseline
@@ -42,5 +46,5 @@ def primary_task(task: Any) -> Any:
 
 
 __all__ = ["TASK_NAMES", "ArrowOfTimeTask", "ClipsOnlyTask", "Features", "Joint", "MoCo", "PaceTask",
-           "SpeedChangeCoarseTask", "SpeedChangeFineTask", "SupervisedTask", "classification_loss",
+           "SpeedChangeCoarseTask", "SpeedChangeFineTask", "StatisticsTask", "SupervisedTask", "classification_loss",
            "label_name", "make_task", "primary_task"]
