@@ -128,17 +128,32 @@ def _grad(f: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
+def _twice_grad(f: np.ndarray, axis: int) -> np.ndarray:
+    """2 x the central differences along `axis` (one-sided at the border, doubled to match): the 1/2
+    is applied once to the final sums, which saves a pass over every flow."""
+    out = np.empty_like(f)
+    n = f.shape[axis]
+    sl = lambda a, b: (slice(None),) * (axis % f.ndim) + (slice(a, b),)  # noqa: E731
+    np.subtract(f[sl(2, n)], f[sl(0, n - 2)], out=out[sl(1, n - 1)])
+    np.subtract(f[sl(1, 2)], f[sl(0, 1)], out=out[sl(0, 1)])
+    np.subtract(f[sl(n - 1, n)], f[sl(n - 2, n - 1)], out=out[sl(n - 1, n)])
+    out[sl(0, 1)] *= 2
+    out[sl(n - 1, n)] *= 2
+    return out
+
+
 def motion_boundaries(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """M_u and M_v, `(B, S, S, 2 components [u, v], 2 derivatives [d/dx, d/dy])`, and the per-flow
     summed magnitudes `(B, F, 2)` (eq. 3's Σ_pixels |m^i|). The derivative is linear, so M is the
     gradient of the summed flow."""
     flow = np.asarray(flow, dtype=np.float32)
-    dx, dy = _grad(flow, 3), _grad(flow, 2)  # columns (x, right), rows (y, down)
+    dx, dy = _twice_grad(flow, 3), _twice_grad(flow, 2)  # columns (x, right), rows (y, down)
     np.multiply(dx, dx, out=dx)
-    dx += dy * dy
-    per_flow = np.sqrt(dx, out=dx).sum(axis=(2, 3))  # (B, F, 2)
+    np.multiply(dy, dy, out=dy)
+    dx += dy
+    per_flow = np.sqrt(dx, out=dx).sum(axis=(2, 3)) * 0.5  # (B, F, 2)
     total = flow.sum(axis=1)  # (B, S, S, 2)
-    return np.stack([_grad(total, 2), _grad(total, 1)], axis=-1), per_flow
+    return np.stack([_twice_grad(total, 2), _twice_grad(total, 1)], axis=-1) * 0.5, per_flow
 
 
 def _orientation_bins(gx: np.ndarray, gy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,91 +164,84 @@ def _orientation_bins(gx: np.ndarray, gy: np.ndarray) -> tuple[np.ndarray, np.nd
     return k, pos - np.floor(pos)
 
 
+@lru_cache(maxsize=8)
+def _regions(size: int) -> tuple[np.ndarray, np.ndarray, dict[int, slice]]:
+    """The coarsest partition that refines all three patterns (64 regions at any size): every pixel's
+    region `(S*S,)`, the region -> block membership `(R, 28)` (float32; P3's diagonal regions belong
+    to two triangles) and each pattern's columns. Histograms are counted once per region (one small
+    `bincount`) and summed into blocks with one matrix product: this is what makes the labels fast."""
+    masks = pattern_masks(size)
+    stacked = np.concatenate([masks[1], masks[2], masks[3]]).reshape(28, -1)
+    keys, region = np.unique(stacked.T, axis=0, return_inverse=True)
+    return region.reshape(-1).astype(np.int64), keys.astype(np.float32), {1: slice(0, 16), 2: slice(16, 20), 3: slice(20, 28)}
+
+
 def _motion(flow: np.ndarray, size: int, eps: float, soft: bool) -> dict[str, np.ndarray]:
     b = flow.shape[0]
+    region, member, cols = _regions(size)
+    r = len(member)
     total, per_flow = motion_boundaries(flow)  # (B, S, S, 2 [u, v], 2 [dx, dy]) = M_u, M_v
-    mag = np.sqrt((total ** 2).sum(-1))  # (B, S, S, 2)
-    bins, rem = _orientation_bins(total[..., 0], total[..., 1])  # (B, S, S, 2)
-    moving = mag.mean(axis=(1, 2)) >= eps  # (B, 2)
+    mag = np.sqrt((total ** 2).sum(-1)).reshape(b, -1, 2)  # (B, S*S, 2)
+    bins, rem = _orientation_bins(total[..., 0], total[..., 1])
+    bins, rem = bins.reshape(b, -1, 2), rem.reshape(b, -1, 2)
+    moving = mag.mean(axis=1) >= eps  # (B, 2)
+    # orientation histogram per (clip, component, bin, region), magnitude-weighted
+    base = (np.arange(b)[:, None, None] * 2 + np.arange(2)[None, None, :]) * 8  # (B, 1, 2)
+    reg = region[None, :, None]
+    if soft:  # the reference: 1 - r to bin k, r to bin k + 1
+        first, second, share = bins, (bins + 1) % 8, rem
+    else:  # hard bins; a pixel exactly on a boundary gives half to each neighbour (see above)
+        first, second, share = bins, (bins - 1) % 8, 0.5 * (rem == 0)
+    size_out = b * 2 * 8 * r
+    hist = np.bincount(((base + first) * r + reg).ravel(), (mag * (1 - share)).ravel(), minlength=size_out)
+    hist += np.bincount(((base + second) * r + reg).ravel(), (mag * share).ravel(), minlength=size_out)
+    hist = (hist.reshape(b * 2 * 8, r).astype(np.float32) @ member).reshape(b, 2, 8, 28)  # per block
+    sums = hist.sum(2)  # (B, 2, 28): every pixel's magnitude went to some bin
+    area = member.T @ np.bincount(region, minlength=r).astype(np.float32)  # (28,) pixels per block
     out: dict[str, np.ndarray] = {}
     rows = np.arange(b)
-    for p, masks in pattern_masks(size).items():
-        flat = masks.reshape(len(masks), -1).astype(np.float32)  # (K, S*S)
-        sums = mag.reshape(b, -1, 2).transpose(0, 2, 1) @ flat.T  # (B, 2, K)
-        if p == 2:
-            sums = sums / flat.sum(1)  # mean magnitude: the rings' areas differ
-        chosen = sums.argmax(-1)  # (B, 2)
-        for c, comp in enumerate("uv"):
-            inside = masks[chosen[:, c]].reshape(b, -1)  # (B, S*S)
-            weight = (mag[..., c].reshape(b, -1) * inside).astype(np.float64)
-            k = bins[..., c].reshape(b, -1)
-            index = rows[:, None] * 8 + k
-            if soft:
-                r = rem[..., c].reshape(b, -1)
-                hist = np.bincount(index.ravel(), (weight * (1 - r)).ravel(), minlength=8 * b)
-                nxt = rows[:, None] * 8 + (k + 1) % 8
-                hist = hist + np.bincount(nxt.ravel(), (weight * r).ravel(), minlength=8 * b)
-            else:  # hard bins; a pixel exactly on a boundary gives half to each neighbour (see above)
-                half = 0.5 * weight * (rem[..., c].reshape(b, -1) == 0)
-                prev = rows[:, None] * 8 + (k - 1) % 8
-                hist = np.bincount(index.ravel(), (weight - half).ravel(), minlength=8 * b)
-                hist = hist + np.bincount(prev.ravel(), half.ravel(), minlength=8 * b)
-            orient = hist.reshape(b, 8).argmax(1)
-            out[f"m{p}_p{comp}"] = np.where(moving[:, c], chosen[:, c], IGNORE_INDEX)
-            out[f"m{p}_o{comp}"] = np.where(moving[:, c], orient, IGNORE_INDEX)
+    for p, c in cols.items():
+        block = sums[:, :, c] / area[c] if p == 2 else sums[:, :, c]  # P2: mean magnitude, the rings' areas differ
+        chosen = block.argmax(-1)  # (B, 2)
+        for k, comp in enumerate("uv"):
+            orient = hist[rows, k, :, c.start + chosen[:, k]].argmax(1)
+            out[f"m{p}_p{comp}"] = np.where(moving[:, k], chosen[:, k], IGNORE_INDEX)
+            out[f"m{p}_o{comp}"] = np.where(moving[:, k], orient, IGNORE_INDEX)
     has_boundary = per_flow.max(axis=1) > 0  # (B, 2)
-    for c, comp in enumerate("uv"):
-        out[f"m_I{comp}"] = np.where(has_boundary[:, c], per_flow[:, :, c].argmax(1), IGNORE_INDEX)
+    for k, comp in enumerate("uv"):
+        out[f"m_I{comp}"] = np.where(has_boundary[:, k], per_flow[:, :, k].argmax(1), IGNORE_INDEX)
     return out
 
 
 def _appearance(frames: np.ndarray, size: int, hist_bins: int) -> dict[str, np.ndarray]:
     b, n = frames.shape[:2]
-    frames = np.ascontiguousarray(frames, dtype=np.uint8)
-    colour = ((frames[..., 0] >> 7) << 2) | ((frames[..., 1] >> 7) << 1) | (frames[..., 2] >> 7)  # (B, N, S, S)
+    region, member, cols = _regions(size)
+    r = len(member)
+    frames = np.ascontiguousarray(frames, dtype=np.uint8).reshape(b, n, size * size, 3)
+    # colour bin per pixel; counts per (clip, colour, region) over all frames, then per block
+    colour = ((frames[..., 0] >> 7) << 2) | ((frames[..., 1] >> 7) << 1) | (frames[..., 2] >> 7)  # (B, N, P)
+    cidx = (np.arange(b)[:, None, None] * 8 + colour) * r + region
+    colours = np.bincount(cidx.ravel(), minlength=b * 8 * r).reshape(b, 8, r).astype(np.float32)
+    colour_counts = colours @ member  # (B, 8, 28)
+    # per-frame channel histograms per (clip, frame, channel, bin, region), then per block
     shift = int(np.log2(256 // hist_bins))
-    level = (frames >> shift).reshape(b, n, size * size, 3)  # histogram bin per pixel and channel
+    # int64 throughout: bincount converts anything else to it first, which costs more than the count
+    idx = np.multiply(frames >> shift, r, dtype=np.int64)  # (B, N, P, 3)
+    idx += (np.arange(3) * (hist_bins * r))[None, None, None, :] + region[:, None]
+    idx += (np.arange(b * n) * (3 * hist_bins * r)).reshape(b, n, 1, 1)
+    counts = np.bincount(idx.ravel(), minlength=b * n * 3 * hist_bins * r)
+    hist = (counts.reshape(-1, r).astype(np.float32) @ member).reshape(b, n, 3, hist_bins, 28)
+    iou = (hist.min(axis=1).sum(2) / np.maximum(hist.max(axis=1).sum(2), 1)).mean(1)  # (B, 28)
     out: dict[str, np.ndarray] = {}
     rows = np.arange(b)
-    for p, masks in pattern_masks(size).items():
-        k = len(masks)
-        colour_counts = np.zeros((b, k, 8))
-        hist = np.zeros((b, k, n, 3, hist_bins))
-        for where, blk in _assignment_layers(size, p):  # P3's diagonal pixels: a second layer
-            lev, col = level, colour.reshape(b, n, -1)  # (B, N, P, 3), (B, N, P)
-            if len(where) < size * size:
-                lev, col = lev[:, :, where], col[:, :, where]
-            # index (b, block, t, channel, bin) in int32: small outputs keep bincount in cache
-            idx = lev.astype(np.int32)
-            idx += ((rows[:, None, None] * k + blk[None, None, :]) * n + np.arange(n)[None, :, None]).astype(np.int32)[..., None] * (3 * hist_bins)
-            idx += np.arange(3, dtype=np.int32) * hist_bins
-            hist += np.bincount(idx.ravel(), minlength=b * k * n * 3 * hist_bins).reshape(hist.shape)
-            cidx = ((rows[:, None] * k + blk[None, :]) * 8).astype(np.int32)[:, None, :] + col
-            colour_counts += np.bincount(cidx.ravel(), minlength=b * k * 8).reshape(b, k, 8)
-        iou = (hist.min(axis=2).sum(-1) / np.maximum(hist.max(axis=2).sum(-1), 1)).mean(-1)  # (B, K)
-        large, small = iou.argmin(1), iou.argmax(1)
+    for p, c in cols.items():
+        large, small = iou[:, c].argmin(1), iou[:, c].argmax(1)
         out[f"a{p}_pl"] = large
-        out[f"a{p}_cl"] = colour_counts[rows, large].argmax(1)
+        out[f"a{p}_cl"] = colour_counts[rows, :, c.start + large].argmax(1)
         out[f"a{p}_ps"] = small
-        out[f"a{p}_cs"] = colour_counts[rows, small].argmax(1)
-    flat = (rows[:, None] * 8 + colour.reshape(b, -1)).ravel()
-    out["a_C"] = np.bincount(flat, minlength=8 * b).reshape(b, 8).argmax(1)
+        out[f"a{p}_cs"] = colour_counts[rows, :, c.start + small].argmax(1)
+    out["a_C"] = colours.sum(-1).argmax(1)
     return out
-
-
-@lru_cache(maxsize=16)
-def _assignment_layers(size: int, p: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """Pattern p as layers of (flat pixel indices, their block): one layer for a partition, two for
-    P3 (the diagonal pixels again, with their second triangle)."""
-    masks = pattern_masks(size)[p].reshape(BLOCKS[p], -1)
-    first = masks.argmax(0)  # every pixel is in some block: the first one
-    layers = [(np.arange(size * size), first)]
-    again = masks.copy()
-    again[first, np.arange(size * size)] = False
-    if again.any():
-        where = np.flatnonzero(again.any(0))
-        layers.append((where, again[:, where].argmax(0)))
-    return tuple(layers)
 
 
 def clip_labels(frames: np.ndarray, flow: np.ndarray, *, eps: float = 1e-3, hist_bins: int = 32,
