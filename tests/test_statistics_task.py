@@ -144,3 +144,33 @@ def test_video_difficulty_ranks_one_object_above_none(videos, tmp_path):
     still = write_video(tmp_path / "still.mp4", np.repeat(textured_square(20, 64)[:1], 20, axis=0), crf=0)
     f = video_difficulty(flow, [paths[0], still], [20, 20], clip_len=8, size=56)
     assert f[0] > 0.1 and f[1] == 0.0
+
+
+def test_cli_pretrain_pretext_eval_and_evaluate(tmp_path, capsys):
+    """`pretrain --task statistics --targets 1d --curriculum`, then `pretext-eval --probe` (per-label
+    accuracy, majority, probe) and `evaluate --layers pool4` on the checkpoint."""
+    import json
+
+    from vsslkit.cli import main
+    from vsslkit.data.synthetic import make_synthetic
+
+    root = make_synthetic(tmp_path / "syn", videos_per_class=2, size=32, length_range=(20, 24), progress=False,
+                          workers=1)
+    common = ["--data", str(root), "--store", str(tmp_path / "store"), "--short-side", "32"]
+    assert main(["pretrain", "--task", "statistics", "--targets", "1d", "--curriculum", "0.5", *common,
+                 "--out", str(tmp_path / "run"), "--steps", "2", "--backbone", "r3d_10", "--width", "0.125",
+                 "--clip-len", "8", "--size", "32", "--batch-size", "4", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "curriculum:" in out and "pretext.acc" in out
+    ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
+    assert main(["pretext-eval", "--checkpoint", str(ckpt), *common, "--clips-per-video", "1", "--probe",
+                 "--out", str(tmp_path / "eval.json")]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["targets"] == "1d" and set(result["labels"]) <= set(LABELS) and len(result["labels"]) > 20
+    assert all(0 <= v["accuracy"] <= 1 and v["majority"] > 0 for v in result["labels"].values())
+    assert "probe" in result["labels"]["m1_pu"]
+    assert "mean motion" in capsys.readouterr().out
+    assert main(["evaluate", "--checkpoint", str(ckpt), *common, "--layers", "pool4", "--clips-per-video", "2",
+                 "--svm-videos", "8", "--pairs", "20", "--folds", "2", "--out-dir", str(tmp_path / "ev")]) == 0
+    assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == ["pair_similarity.json", "retrieval_pool4.json",
+                                                                  "svm_loo_pool4.json"]
