@@ -154,8 +154,8 @@ def test_cli_pretrain_pretext_eval_and_evaluate(tmp_path, capsys):
     from vsslkit.cli import main
     from vsslkit.data.synthetic import make_synthetic
 
-    root = make_synthetic(tmp_path / "syn", videos_per_class=2, size=32, length_range=(20, 24), progress=False,
-                          workers=1)
+    root = make_synthetic(tmp_path / "syn", videos_per_class=7, size=32, length_range=(16, 20), progress=False,
+                          workers=2)
     common = ["--data", str(root), "--store", str(tmp_path / "store"), "--short-side", "32"]
     assert main(["pretrain", "--task", "statistics", "--targets", "1d", "--curriculum", "0.5", *common,
                  "--out", str(tmp_path / "run"), "--steps", "2", "--backbone", "r3d_10", "--width", "0.125",

@@ -5,7 +5,7 @@ One run, the same random stride-1 clips of 8 frames, centre-cropped to 56 px: (1
 (2) reading frames and flow from the caches plus the labels (what a training step pays), and (3)
 the baseline, computing the clip's optical flow (7 Farneback pairs at 56 px, one thread), which the
 cache saves. The goal (issue 16) is >= 500 clips/s for (1) on the 2-core CPU. Without `--data` it
-renders a small synthetic set (14 videos of 40-50 frames at 64 px) in a temporary folder.
+renders a small synthetic set (98 videos of 24-32 frames at 64 px) in a temporary folder.
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
         if args.data is None:
             from vsslkit.data.synthetic import make_synthetic
 
-            root = make_synthetic(Path(tmp) / "data", videos_per_class=1, size=64, length_range=(40, 50),
-                                  progress=False, workers=1)
-            what = "synthetic set (14 videos, 64 px)"
+            root = make_synthetic(Path(tmp) / "data", videos_per_class=7, size=64, length_range=(24, 32),
+                                  progress=False, workers=2)
+            what = "synthetic set (98 videos of 24-32 frames, 64 px)"
         else:
             root, what = args.data, str(args.data)
         paths = open_dataset(root, subset="all").paths
