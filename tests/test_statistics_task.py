@@ -174,3 +174,6 @@ def test_cli_pretrain_pretext_eval_and_evaluate(tmp_path, capsys):
                  "--svm-videos", "8", "--pairs", "20", "--folds", "2", "--out-dir", str(tmp_path / "ev")]) == 0
     assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == ["pair_similarity.json", "retrieval_pool4.json",
                                                                   "svm_loo_pool4.json"]
+    assert main(["bench", "labels", "--data", str(root), "--store", str(tmp_path / "bench"), "--clips", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "27 labels, flow cached" in out and "labels / flow computation:" in out and "goal >= 500 clips/s" in out
