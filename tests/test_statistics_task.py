@@ -140,7 +140,7 @@ def test_curriculum_sampler_orders_easy_first_and_resumes():
 
 
 def test_video_difficulty_ranks_one_object_above_none(videos, tmp_path):
-    paths, store, flow = videos
+    paths, _, flow = videos
     still = write_video(tmp_path / "still.mp4", np.repeat(textured_square(20, 64)[:1], 20, axis=0), crf=0)
     f = video_difficulty(flow, [paths[0], still], [20, 20], clip_len=8, size=56)
     assert f[0] > 0.1 and f[1] == 0.0

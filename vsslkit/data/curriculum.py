@@ -51,4 +51,4 @@ def switch_epoch(fraction: float, total_steps: int, steps_per_epoch: int) -> int
     """The first epoch on all videos: the epoch boundary nearest `fraction` of the run."""
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"the curriculum switch must be a fraction of the run in [0, 1], got {fraction}")
-    return int(round(fraction * total_steps / max(1, steps_per_epoch)))
+    return round(fraction * total_steps / max(1, steps_per_epoch))

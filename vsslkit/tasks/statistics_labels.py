@@ -116,24 +116,12 @@ def flip_labels(labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def _grad(f: np.ndarray, axis: int) -> np.ndarray:
-    """Central differences along `axis` (one-sided at the border), as `np.gradient`, in float32."""
-    out = np.empty_like(f)
-    n = f.shape[axis]
-    sl = lambda a, b: (slice(None),) * (axis % f.ndim) + (slice(a, b),)  # noqa: E731
-    np.subtract(f[sl(2, n)], f[sl(0, n - 2)], out=out[sl(1, n - 1)])
-    out[sl(1, n - 1)] *= 0.5
-    np.subtract(f[sl(1, 2)], f[sl(0, 1)], out=out[sl(0, 1)])
-    np.subtract(f[sl(n - 1, n)], f[sl(n - 2, n - 1)], out=out[sl(n - 1, n)])
-    return out
-
-
 def _twice_grad(f: np.ndarray, axis: int) -> np.ndarray:
     """2 x the central differences along `axis` (one-sided at the border, doubled to match): the 1/2
     is applied once to the final sums, which saves a pass over every flow."""
     out = np.empty_like(f)
     n = f.shape[axis]
-    sl = lambda a, b: (slice(None),) * (axis % f.ndim) + (slice(a, b),)  # noqa: E731
+    sl = lambda a, b: (slice(None),) * (axis % f.ndim) + (slice(a, b),)
     np.subtract(f[sl(2, n)], f[sl(0, n - 2)], out=out[sl(1, n - 1)])
     np.subtract(f[sl(1, 2)], f[sl(0, 1)], out=out[sl(0, 1)])
     np.subtract(f[sl(n - 1, n)], f[sl(n - 2, n - 1)], out=out[sl(n - 1, n)])
