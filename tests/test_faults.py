@@ -345,6 +345,8 @@ BRANCHES = [
     pytest.param(["--task", "playback-order", "--clips", "3", "--speeds", "-3", "1", "3", "--contrastive",
                   "--queue-size", "16"], id="playback-order-moco"),
     pytest.param(["--task", "playback-speed", "--speeds", "-3", "1", "3"], id="playback-speed"),
+    # flow cache built by two runs at once, labels from augmented pixels, curriculum sampler state
+    pytest.param(["--task", "statistics", "--speed-pool", "--curriculum", "0.5"], id="statistics"),
 ]
 STEPS = 8
 

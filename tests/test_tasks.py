@@ -213,7 +213,7 @@ def test_bad_task_arguments():
 
 def test_make_task_by_name():
     assert TASK_NAMES == ("pace", "speed-change-coarse", "speed-change-fine", "arrow-of-time", "supervised", "none",
-                          "ascnet", "playback-order", "playback-speed")
+                          "ascnet", "playback-order", "playback-speed", "statistics")
     assert make_task("none", clip_len=8).heads == {}
     assert make_task("speed-change-fine", pool=[1, 2]).heads == {"speed": 4, "loc": 7}
     assert make_task("supervised", num_classes=3, clip_len=8, stride=2).min_frames == 15

@@ -18,7 +18,7 @@ GROUPS: list[tuple[str, str, list[str]]] = [
      ["vsslkit.commands.data_io", "vsslkit.commands.datasets"]),
     ("bench", "benchmarks printed as ratios against a baseline measured in the same run",
      ["vsslkit.commands.bench_data", "vsslkit.commands.bench_train", "vsslkit.commands.bench_pipeline",
-      "vsslkit.commands.bench_gpu"]),
+      "vsslkit.commands.bench_gpu", "vsslkit.commands.bench_labels"]),
 ]
 # Top-level commands without a group: module -> registers its own top-level parsers.
 TOP_LEVEL: list[str] = [

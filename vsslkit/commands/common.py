@@ -88,7 +88,7 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
     """--task, --speed-pool, --sampling: the pretext task flags shared by `pretrain` and `pretext-probe`."""
     p.add_argument("--task", default="speed-change-fine",
                    help="pace | speed-change-coarse | speed-change-fine | arrow-of-time | playback-order | "
-                        "playback-speed | ascnet | none (with --contrastive)")
+                        "playback-speed | statistics | ascnet | none (with --contrastive)")
     p.add_argument("--speed-pool", type=int_at_least(1), nargs="*", default=None,
                    help="speeds: the fine task's pool (default 1 2 3) or the pace/coarse speeds (default 1 2 3 4)")
     p.add_argument("--sampling", choices=("location", "class"), default=None,
@@ -107,6 +107,8 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
                      help="optimiser steps between nearest-neighbour refreshes (default 50)")
     asc.add_argument("--exclude-same-group", action=argparse.BooleanOptionalAction, default=None,
                      help="never pick an SCP partner of the same group (default on)")
+    p.add_argument("--targets", choices=("classification", "1d", "2d"), default=None,
+                   help="statistics: 27 classification heads (default), 1D or 2D regression (seed 003 eqs. 8-9)")
 
 
 def task_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,6 +134,8 @@ def task_options(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError("--speeds", f"only --task playback-order / playback-speed take it (signed speeds), "
                              f"not --task {args.task}; see --speed-pool")
         options["speeds"] = tuple(args.speeds)
+    if getattr(args, "targets", None):
+        options["targets"] = args.targets
     return options
 
 

@@ -59,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--pooling", choices=POOLINGS, default="avg", help=POOLING_HELP)
     e.add_argument("--svm-videos", type=int, default=60, help="test videos for the leave-one-out SVM (0: skip)")
     e.add_argument("--pairs", type=int, default=200, help="pairs for the pair-similarity SVM (0: skip)")
+    e.add_argument("--layers", nargs="+", choices=LAYERS, default=list(LAYERS),
+                   help="layers to pool (default all three): seed 003 uses pool4 for scenes (LOO SVM) and "
+                        "pool3+pool4+pool5 (12 distances each) for pair similarity")
     e.add_argument("--folds", type=int, default=10, help="folds of the pair-similarity SVM")
     e.add_argument("--classifier", type=Path, help="fine-tuned classifier checkpoint to score at video level")
     e.add_argument("--averaging", choices=("softmax", "logits"), default="softmax")
@@ -92,6 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0, help="seeds the drawn clips (same seed, same clips)")
     t.add_argument("--device", type=device, default="cpu")
     t.add_argument("--out", type=Path, help="also write the result JSON here")
+    t.add_argument("--probe", action="store_true",
+                   help="statistics: also fit the network-free block-energy probe on train-split clips")
     t.set_defaults(func=run_pretext_eval)
 
     q = subparsers.add_parser(
@@ -299,9 +304,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     _resolve(args)
     data = _dataset(args)
     net = _backbone(args)
-    train, test = _features(args, net, data, LAYERS, args.pooling)
+    layers = tuple(layer for layer in LAYERS if layer in args.layers)
+    train, test = _features(args, net, data, layers, args.pooling)
     out = args.out_dir
-    for layer in LAYERS:
+    for layer in layers:
         res = _retrieval(data, train[layer], test[layer], (1, 5, 10, 20, 50))
         _print_recall(f"retrieval {layer}", res.recall)
         write_result(out / f"retrieval_{layer}.json",
@@ -312,7 +318,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.svm_videos > 0:
         pick = _balanced_subset(labels, args.svm_videos, rng)
         if len(np.unique(labels[pick])) >= 2:
-            for layer in LAYERS:
+            for layer in layers:
                 loo = leave_one_out_svm(test[layer][pick], labels[pick], seed=args.seed)
                 print(f"svm leave-one-out {layer}: {100 * loo['accuracy']:.1f}% on {len(pick)} videos")
                 write_result(out / f"svm_loo_{layer}.json", {"accuracy": loo["accuracy"], "num_videos": len(pick)},
@@ -326,17 +332,59 @@ def run_evaluate(args: argparse.Namespace) -> int:
             print(f"pair similarity: only {n_pairs // 2} same-class pairs exist; using {n_pairs} pairs", file=sys.stderr)
         try:
             ia, ib, same = make_pairs(labels, n_pairs, rng)
-            pair = pair_similarity_svm({k: test[k][ia] for k in LAYERS}, {k: test[k][ib] for k in LAYERS}, same,
+            pair = pair_similarity_svm({k: test[k][ia] for k in layers}, {k: test[k][ib] for k in layers}, same,
                                        n_folds=args.folds, seed=args.seed)
         except ValueError as exc:
             print(f"pair similarity skipped: {exc}", file=sys.stderr)
         else:
-            print(f"pair similarity (36 distances, {args.folds}-fold): "
+            print(f"pair similarity ({12 * len(layers)} distances, {args.folds}-fold): "
                   f"{100 * pair['accuracy_mean']:.1f} ± {100 * pair['accuracy_std']:.1f}%")
             write_result(out / "pair_similarity.json", pair,
-                         _protocol(args, data, "pair_similarity", layer="+".join(LAYERS), pooling=args.pooling))
+                         _protocol(args, data, "pair_similarity", layer="+".join(layers), pooling=args.pooling))
     if args.classifier is not None:
         _evaluate_classifier(args, data)
+    return 0
+
+
+def _statistics_pretext_eval(args: argparse.Namespace, model: Any, config: Any, store: Any) -> int:
+    """Seed 003: per label, held-out accuracy vs the label's majority rate (and the block-energy probe)."""
+    import json
+
+    from vsslkit.data.datasets import open_dataset
+    from vsslkit.data.flow_cache import FlowCache
+    from vsslkit.eval.statistics import block_energy_probe, labelled_clips, score_labels, scores_markdown
+
+    task = model.task.primary
+    flow = FlowCache(store)
+
+    def usable(subset: str):
+        index, skipped = open_dataset(args.data, args.split, subset).with_frame_counts(store)
+        built = flow.build(index.paths, progress=False)
+        bad = dict(skipped + built.skipped)
+        keep = [i for i, (p, n) in enumerate(zip(index.paths, index.num_frames)) if p not in bad and n >= task.min_frames]
+        for path, reason in bad.items():
+            print(f"skipped {path}: {reason}")
+        return [index.paths[i] for i in keep], [index.num_frames[i] for i in keep]
+
+    paths, frames = usable(args.subset)
+    kw = {"crop_size": config.size, "seed": args.seed, "batch_size": args.batch_size}
+    test = labelled_clips(task, store, flow, paths, frames, clips_per_video=args.clips_per_video,
+                          model=model.to(args.device), probe_features=args.probe, device=args.device, **kw)
+    probe = None
+    if args.probe:
+        train_paths, train_frames = usable("train")
+        train = labelled_clips(task, store, flow, train_paths, train_frames, clips_per_video=args.clips_per_video,
+                               probe_features=True, **kw)
+        probe = block_energy_probe(train, test, seed=args.seed)
+    rows = score_labels(test, task, probe=probe)
+    print(f"{config.task} ({task.targets}): {len(test.video)} clips from {len(paths)} {args.subset} videos (seed {args.seed})")
+    print(scores_markdown(rows))
+    if args.out:
+        result = {"task": config.task, "targets": task.targets, "clips": len(test.video), "checkpoint": str(args.checkpoint),
+                  "labels": {r.label: {"accuracy": r.accuracy, "majority": r.majority, "clips": r.clips, "classes": r.classes,
+                                       **({"probe": r.probe} if r.probe is not None else {})} for r in rows}}
+        write_text_atomic(args.out, json.dumps(result, indent=1))
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -408,6 +456,8 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
 
     model, config = load_pretext_model(args.checkpoint)
     store = open_store_from_args(args, args.store, dataset_root=args.data)
+    if getattr(model.task.primary, "flow_clips", ()):  # labels from pixels and flow (seed 003)
+        return _statistics_pretext_eval(args, model, config, store)
     index, skipped = open_dataset(args.data, args.split, args.subset).with_frame_counts(store)
     if config.task == "ascnet":  # no classification heads: collapse, retrieval and speed-probe diagnostics
         return _ascnet_eval(args, model, config, store, index, skipped)

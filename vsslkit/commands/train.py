@@ -80,6 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--queue-size", type=int_at_least(1), default=2048, help="MoCo queue length")
     p.add_argument("--ctr-weight", type=non_negative_float, default=0.5, help="weight of the contrastive loss")
     p.add_argument("--same-batch", action="store_true", help="each video contributes every speed class")
+    p.add_argument("--curriculum", type=probability, default=None, metavar="SWITCH",
+                   help="statistics: the easy half of the videos first, all of them from this fraction of the "
+                        "run on (seed 003 §3.4; e.g. 0.5)")
     p.set_defaults(func=run_pretrain)
 
     p = subparsers.add_parser("finetune", help="supervised action classification from a checkpoint or from scratch",
@@ -162,7 +165,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
             same_batch=args.same_batch, backbone=args.backbone, width=args.width,
             norm=args.norm, clip_len=args.clip_len, size=args.size, residual=args.residual, flip=args.flip,
             batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, milestones=tuple(args.milestones),
-            seed=args.seed)
+            seed=args.seed, curriculum=args.curriculum)
         try:
             build_task(config)  # an unknown task or impossible task options fail before any data work
         except ValueError as exc:

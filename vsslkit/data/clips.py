@@ -71,6 +71,8 @@ class ClipDataset(torch.utils.data.Dataset):
         same_batch: bool = False,
         max_retries: int = 3,
         groups: Sequence[str] | None = None,
+        flow: FrameSource | None = None,
+        flow_clips: Sequence[str] = (),
     ):
         if labels is not None and len(labels) != len(videos):
             raise ValueError(f"{len(videos)} videos but {len(labels)} labels")
@@ -79,6 +81,11 @@ class ClipDataset(torch.utils.data.Dataset):
         if groups is not None and len(groups) != len(videos):
             raise ValueError(f"{len(videos)} videos but {len(groups)} groups")
         self.source, self.sample_fn, self.seed = source, sample_fn, int(seed)
+        # optical flow of the named plans (a `vsslkit.data.flow_cache.FlowCache`), for tasks whose
+        # labels come from motion: it travels beside the frames and is cropped with them
+        self.flow, self.flow_clips = flow, tuple(flow_clips)
+        if self.flow_clips and flow is None:
+            raise ValueError(f"plans {self.flow_clips} need optical flow, but no flow source was given")
         self.same_batch, self.max_retries = same_batch, max_retries
         self.epoch = 0
         self.videos: list[Path] = []
@@ -136,6 +143,7 @@ class ClipDataset(torch.utils.data.Dataset):
             raise ValueError(f"{self.videos[video]}: the sampler returned no sample")
         names = list(samples[0].plans)
         frames: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+        flows: dict[str, list[torch.Tensor]] = {name: [] for name in names if name in self.flow_clips}
         for sample in samples:
             if list(sample.plans) != names:
                 raise ValueError(f"{self.videos[video]}: samples of one video have different plans "
@@ -151,10 +159,18 @@ class ClipDataset(torch.utils.data.Dataset):
                 if len(clip) != len(plan.indices):
                     raise _ReadError() from RuntimeError(f"read {len(clip)} frames, asked for {len(plan.indices)}")
                 frames[name].append(torch.from_numpy(np.ascontiguousarray(clip)))
+                if name in flows:
+                    try:
+                        flows[name].append(torch.from_numpy(np.ascontiguousarray(self.flow.read(path, plan.indices))))
+                    except Exception as exc:
+                        raise _ReadError() from exc
         labels = {k: [s.labels[k] for s in samples] for k in samples[0].labels}
         labels["class"] = [self.labels[video]] * len(samples)
         extras = {k: [s.extras[k] for s in samples] for k in samples[0].extras}
-        return {"frames": frames, "labels": labels, "extras": extras, "video": [video] * len(samples)}
+        item = {"frames": frames, "labels": labels, "extras": extras, "video": [video] * len(samples)}
+        if flows:
+            item["flow"] = flows
+        return item
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -176,7 +192,11 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
               for k in items[0]["extras"]}
     video = torch.tensor([v for it in items for v in it["video"]], dtype=torch.long)
     failures = [f for it in items for f in it["failures"]]
-    return {"frames": frames, "labels": labels, "extras": extras, "video": video, "failures": failures}
+    batch = {"frames": frames, "labels": labels, "extras": extras, "video": video, "failures": failures}
+    if "flow" in items[0]:  # optical flow: centre-cropped to its clip's frames, (B, K-1, h, w, 2)
+        batch["flow"] = {name: torch.stack([_centre(f, *frames[name].shape[-3:-1]) for it in items
+                                            for f in it["flow"][name]]) for name in items[0]["flow"]}
+    return batch
 
 
 def _label_tensor(values: list[Any]) -> torch.Tensor:
@@ -267,7 +287,9 @@ def prepare_batch(
     Train: clip-consistent random resized crop (+ horizontal flip unless `flip=False`: a flip
     turns "move right" into "move left", so direction-labelled data must not flip) drawn from
     `generator`, plan by plan in the batch's order; eval: centre crop. `augment[name]` records
-    each clip's crop box and flip (train only) for tasks whose labels depend on them.
+    each clip's crop box and flip (train only) for tasks whose labels depend on them; when the batch
+    carries optical flow for a clip (`batch["flow"]`), `augment[name]["flow"]` is that flow cropped,
+    resampled and flipped exactly like the clip (`transforms.crop_flip_flow`; eval: centre crop).
     With `residual`, plans hold K+1 frames and the clips are their K differences. On CUDA the
     uint8 frames travel first (pinned, non-blocking; 4x fewer bytes than float) and augmentation
     runs on the GPU.
@@ -281,11 +303,16 @@ def prepare_batch(
     for name, frames in batch["frames"].items():
         if cuda:
             frames = (frames if frames.is_pinned() else frames.pin_memory()).to(device, non_blocking=True)
+        flow = batch.get("flow", {}).get(name)
         if train:
             # The generator must live on the device the crop parameters are drawn on (CPU).
             frames, augment[name] = T.random_crop_flip(frames, crop_size, generator, flip=flip, return_params=True)
+            if flow is not None:
+                augment[name]["flow"] = T.crop_flip_flow(flow.to(device), augment[name], crop_size)
         else:
             frames = T.center_crop(frames, crop_size)
+            if flow is not None:
+                augment[name] = {"flow": T.crop_flip_flow(flow.to(device), None, crop_size)}
         x = T.to_float_clips(frames)
         if residual:
             x = T.residual_frames(x)

@@ -79,6 +79,43 @@ def random_crop_flip(
     return (out, {"box": boxes, "flip": flips}) if return_params else out
 
 
+def crop_flip_flow(flow: torch.Tensor, params: dict[str, torch.Tensor] | None, size: int) -> torch.Tensor:
+    """Apply the crop and flip `random_crop_flip` recorded in `params` to the clips' optical flow.
+
+    `flow` is float `(B, F, h, w, 2)` (u right, v down, in stored pixels) aligned with the frames
+    the crop was drawn on; `params` None means the centre crop of `center_crop`. The window is
+    resampled like the frames (bilinear, so labels see the network's pixels), the vectors are
+    rescaled by the zoom (size / side) and, on a horizontal flip, u is mirrored AND negated
+    (u'(x) = -u(W-1-x): a motion to the right becomes one to the left).
+    """
+    b, f, h0, w0, _ = flow.shape
+    flow = flow.float()
+    if min(h0, w0) < size:  # the frames were upscaled first (`_ensure_min_side`): so is the flow
+        scale = size / min(h0, w0)
+        new = (max(size, round(h0 * scale)), max(size, round(w0 * scale)))
+        x = F.interpolate(flow.permute(0, 1, 4, 2, 3).reshape(b * f, 2, h0, w0), size=new, mode="bilinear",
+                          align_corners=False)
+        x = x * torch.tensor([new[1] / w0, new[0] / h0], device=x.device).view(1, 2, 1, 1)
+        flow = x.reshape(b, f, 2, *new).permute(0, 1, 3, 4, 2)
+    h, w = flow.shape[2], flow.shape[3]
+    if params is None:
+        top, left = (h - size) // 2, (w - size) // 2
+        return flow[:, :, top : top + size, left : left + size].contiguous()
+    theta = torch.zeros(b, 2, 3)
+    gain = torch.zeros(b, 2)
+    for i in range(b):
+        top, left, side = (int(v) for v in params["box"][i])
+        mirror = -1.0 if bool(params["flip"][i]) else 1.0
+        theta[i, 0, 0], theta[i, 0, 2] = mirror * side / w, (2 * left + side) / w - 1
+        theta[i, 1, 1], theta[i, 1, 2] = side / h, (2 * top + side) / h - 1
+        gain[i] = torch.tensor([mirror * size / side, size / side])
+    x = flow.permute(0, 1, 4, 2, 3).reshape(b, f * 2, h, w)
+    grid = F.affine_grid(theta.to(x.device), [b, f * 2, size, size], align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = out.reshape(b, f, 2, size, size) * gain.to(x.device).view(b, 1, 2, 1, 1)
+    return out.permute(0, 1, 3, 4, 2).contiguous()
+
+
 def _ensure_min_side(frames: torch.Tensor, size: int) -> torch.Tensor:
     b, t, h, w, c = frames.shape
     if min(h, w) >= size:

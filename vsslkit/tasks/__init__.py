@@ -16,10 +16,11 @@ from vsslkit.tasks.joint import Joint
 from vsslkit.tasks.pace import PaceTask
 from vsslkit.tasks.playback_order import PlaybackOrderTask, PlaybackSpeedTask
 from vsslkit.tasks.speed_change import SpeedChangeCoarseTask, SpeedChangeFineTask
+from vsslkit.tasks.statistics import StatisticsTask
 from vsslkit.tasks.supervised import SupervisedTask
 
 TASK_NAMES: tuple[str, ...] = ("pace", "speed-change-coarse", "speed-change-fine", "arrow-of-time", "supervised", "none",
-                              "ascnet", "playback-order", "playback-speed")
+                              "ascnet", "playback-order", "playback-speed", "statistics")
 
 
 def make_task(name: str, **kwargs: Any) -> Any:
@@ -34,6 +35,8 @@ def make_task(name: str, **kwargs: Any) -> Any:
         return ArrowOfTimeTask(**kwargs)
     if name == "ascnet":
         return AscNetTask(**kwargs)
+    if name == "statistics":
+        return StatisticsTask(**kwargs)
     if name == "supervised":
         return SupervisedTask(**kwargs)
     if name == "playback-order":
@@ -51,6 +54,6 @@ def primary_task(task: Any) -> Any:
 
 
 __all__ = ["TASK_NAMES", "ArrowOfTimeTask", "AscNetTask", "ClipsOnlyTask", "Features", "Joint", "MoCo", "PaceTask",
-           "PlaybackOrderTask", "PlaybackSpeedTask",
-           "SpeedChangeCoarseTask", "SpeedChangeFineTask", "SupervisedTask", "classification_loss",
+           "PlaybackOrderTask", "PlaybackSpeedTask", "SpeedChangeCoarseTask", "SpeedChangeFineTask", "StatisticsTask",
+           "SupervisedTask", "classification_loss",
            "label_name", "make_task", "primary_task"]

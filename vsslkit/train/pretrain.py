@@ -70,6 +70,7 @@ class PretrainConfig:
     optimizer: str = "sgd"
     milestones: tuple[int, ...] = ()
     seed: int = 0
+    curriculum: float | None = None  # seed 003: easy half first, all videos from this fraction of the run on
 
     @property
     def contrastive(self) -> bool:
@@ -185,18 +186,26 @@ def pretrain(
     dist_info: DistInfo | None = None,
     report: Callable[[str], None] = print,
     groups: Sequence[str] | None = None,
+    flow: Any = None,
 ) -> tuple[PretextModel, FitResult]:
     """Pretrain on unlabelled videos; returns the model and the fit result (checkpoint in out_dir).
 
     Videos shorter than the task's `min_frames` are skipped and reported by name, never wrapped.
     `groups` (e.g. UCF101's "gXX") let a cross-video task avoid near-duplicate partners (ASCNet).
+    A task whose labels come from optical flow (`flow_clips`, e.g. statistics) reads it from `flow`
+    (a `FlowCache`; default: Farneback flow beside `source`, built here first, bad videos skipped).
     """
     info = dist_info or DistInfo(device=torch.device(device))
     model = build_pretext_model(config)
     task = model.task
     sample_fn = partial(all_transforms, task) if config.same_batch else task.sample
+    flow_clips = tuple(f"{b}.{c}" for b, t in task.tasks.items() for c in getattr(t, "flow_clips", ()))
+    if flow_clips:
+        paths, num_frames, flow, keep = _with_flow(paths, num_frames, source, flow, progress and info.is_main, report)
+        groups = [groups[i] for i in keep] if groups is not None else None
     dataset = ClipDataset(paths, None, num_frames, source, sample_fn, seed=config.seed,
-                          min_frames=task.min_frames, same_batch=config.same_batch, groups=groups)
+                          min_frames=task.min_frames, same_batch=config.same_batch, groups=groups,
+                          flow=flow if flow_clips else None, flow_clips=flow_clips)
     model.bind_dataset(len(dataset), dataset.groups)  # per-video state (ASCNet's bank) is sized here
     if dataset.skipped and info.is_main:
         report(f"skipped {len(dataset.skipped)} videos too short for task {config.task} "
@@ -204,8 +213,10 @@ def pretrain(
         for path, reason in dataset.skipped:
             report(f"  {path}: {reason}")
     group = len(sample_fn(dataset.num_frames[0], np.random.default_rng(0), context=dataset.context(0))) if config.same_batch else 1
-    sampler = EpochSampler(len(dataset), seed=config.seed, rank=info.rank, world_size=info.world_size)
     batch_size = max(1, config.batch_size // group)  # with same-batch, batch_size counts clips
+    sampler = EpochSampler(len(dataset), seed=config.seed, rank=info.rank, world_size=info.world_size)
+    if config.curriculum is not None:
+        sampler = _curriculum_sampler(config, task, dataset, flow, sampler, batch_size, epochs, max_steps, info, report)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate,
                                          num_workers=workers, persistent_workers=workers > 0,
                                          pin_memory=info.device.type == "cuda",
@@ -221,6 +232,45 @@ def pretrain(
                  progress=progress, tensorboard=tensorboard, config={"pretrain": config.to_json()},
                  dist_info=info, sync_bn=sync_bn, on_log=on_log)
     return model, result
+
+
+def _with_flow(paths: Sequence[str | Path], num_frames: Sequence[int], source: Any, flow: Any, progress: bool,
+               report: Callable[[str], None]) -> tuple[list, list, Any, list[int]]:
+    """The flow cache (built for every video first); videos whose flow failed are dropped, by name
+    (the kept positions are returned too, so per-video lists such as groups stay aligned)."""
+    from vsslkit.data.flow_cache import FlowCache
+
+    flow = flow if flow is not None else FlowCache(source)
+    built = flow.build(paths, progress=progress)
+    if built.skipped:
+        report(f"skipped {len(built.skipped)} videos without optical flow:")
+        for path, reason in built.skipped:
+            report(f"  {path}: {reason}")
+    ok = {str(p) for p in built.ok}
+    keep = [i for i, p in enumerate(paths) if str(Path(p)) in ok]
+    return [paths[i] for i in keep], [num_frames[i] for i in keep], flow, keep
+
+
+def _curriculum_sampler(config: PretrainConfig, task: Joint, dataset: ClipDataset, flow: Any, sampler: EpochSampler,
+                        batch_size: int, epochs: int, max_steps: int | None, info: DistInfo,
+                        report: Callable[[str], None]) -> EpochSampler:
+    """Seed 003's curriculum: the easy half (by `video_difficulty`) until the switch epoch."""
+    from vsslkit.data.curriculum import CurriculumSampler, easy_half, switch_epoch
+    from vsslkit.tasks.statistics import video_difficulty
+
+    primary = task.primary
+    if not getattr(primary, "flow_clips", ()):
+        raise ValueError(f"the curriculum ranks videos by their motion statistics; task {primary.name} has none")
+    scores = video_difficulty(flow, dataset.videos, dataset.num_frames, clip_len=primary.clip_len, size=config.size)
+    per_epoch = max(1, len(sampler) // batch_size if len(sampler) > batch_size else 1)
+    total = max_steps if max_steps is not None else epochs * per_epoch
+    switch = switch_epoch(float(config.curriculum), total, per_epoch)
+    easy = easy_half(scores)
+    if info.is_main:
+        report(f"curriculum: {len(easy)} easiest of {len(scores)} videos (score f >= {scores[easy].min():.3f}) "
+               f"until epoch {switch} (step {switch * per_epoch} of {total}), then all")
+    return CurriculumSampler(len(dataset), easy=easy, switch_epoch=switch, seed=config.seed, rank=info.rank,
+                             world_size=info.world_size)
 
 
 def load_pretext_model(checkpoint: str | Path) -> tuple[PretextModel, PretrainConfig]:

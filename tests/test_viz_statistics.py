@@ -1,0 +1,47 @@
+"""The seed 003 label view: the figure shows the labels clip_labels computes, and the flip toggle
+moves them as flip_labels says."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from test_statistics_labels import corner_object
+
+from vsslkit.tasks.statistics_labels import clip_labels, flip_labels
+from vsslkit.viz.statistics import statistics_explorer, statistics_view
+
+
+def _clip():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(8, 56, 56, 3), dtype=np.uint8)
+    return frames, corner_object()[0]
+
+
+def test_view_shows_the_labels_and_flip_moves_them():
+    frames, flow = _clip()
+    view = statistics_view(frames, flow)
+    expected = {k: int(v[0]) for k, v in clip_labels(frames[None], flow[None]).items()}
+    assert view.labels == expected
+    assert (view.labels["m1_pu"], view.labels["m1_ou"]) == (0, 6)  # the hand-worked corner object
+    flipped = statistics_view(frames, flow, flip=True)
+    assert flipped.labels == {k: int(v[0]) for k, v in flip_labels({k: np.array([v]) for k, v in expected.items()}).items()}
+    np.testing.assert_allclose(flipped.magnitude, view.magnitude[:, ::-1], atol=1e-5)  # boundaries mirror
+    kinds = [type(t).__name__ for t in view.figure.data]
+    assert kinds == ["Image"] * 3 + ["Heatmap"] * 2 + ["Table"]
+    table = view.figure.data[-1]
+    assert list(table.cells.values[0]) == list(expected) and "down" not in table.cells.values[1][1]
+    assert table.cells.values[1][1] == "6 (270-315 deg)"
+    arrows = view.figure.layout.annotations
+    assert sum(a.showarrow is True for a in arrows) == 2  # o_u and o_v in their pattern-1 blocks
+    image = np.asarray(view.figure.data[0].z)  # pattern 1: the chosen block 0 is outlined in a label colour
+    assert tuple(image[13, 5]) in {(255, 0, 0), (0, 160, 255), (255, 200, 0)}
+    assert tuple(image[27, 20]) not in {(255, 0, 0), (0, 160, 255)}  # block 5 was not chosen for motion
+
+
+def test_explorer_builds():
+    frames, flow = _clip()
+    app = statistics_explorer([("corner", frames, flow)])
+    controls = app.children[0].children
+    assert [c.description for c in controls] == ["clip", "flip horizontally", "frame"]
+    controls[1].value = True  # the flip redraws without error
+    assert isinstance(statistics_view(frames, flow).figure, go.Figure)

@@ -1,0 +1,121 @@
+"""Seed 003's labels, drawn: a clip with its three partition patterns, the M_u / M_v boundary maps,
+the chosen blocks with their orientation arrows, the dominant colours, and every label value.
+
+`statistics_view(frames, flow, flip=...)` is a pure function (the tests call it) returning the
+labels and a plotly figure; flipping the clip (u mirrored and negated) shows the chosen blocks
+and arrows move as `flip_labels` says. `statistics_explorer` is the thin ipywidgets app around it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from vsslkit.plans import IGNORE_INDEX
+from vsslkit.tasks.statistics_labels import LABELS, clip_labels, motion_boundaries, pattern_masks
+
+COLOUR_NAMES = ("black", "blue", "green", "cyan", "red", "magenta", "yellow", "white")  # c = 4R + 2G + B
+BIN_ANGLES = np.deg2rad(45 * np.arange(8) + 22.5)  # centre of hard bin k, CCW on screen from "right"
+
+
+def flip_clip(frames: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A horizontal flip of one clip `(N, S, S, 3)` and its flow `(N-1, S, S, 2)`: u mirrored AND negated."""
+    flow = flow[:, :, ::-1].copy()
+    flow[..., 0] *= -1
+    return frames[:, :, ::-1].copy(), flow
+
+
+@dataclass
+class StatisticsView:
+    labels: dict[str, int]
+    figure: go.Figure
+    magnitude: np.ndarray  # (S, S, 2): |M_u|, |M_v|
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    """Boolean edge pixels of a block mask."""
+    inner = mask.copy()
+    inner[1:-1, 1:-1] = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    return mask & ~inner
+
+
+def statistics_view(frames: np.ndarray, flow: np.ndarray, *, flip: bool = False, frame: int = 0) -> StatisticsView:
+    """Labels and figure of one clip: uint8 `(N, S, S, 3)` frames and their `(N-1, S, S, 2)` flow."""
+    if flip:
+        frames, flow = flip_clip(frames, flow)
+    labels = {k: int(v[0]) for k, v in clip_labels(frames[None], flow[None]).items()}
+    total, _ = motion_boundaries(flow[None])
+    magnitude = np.sqrt((total[0] ** 2).sum(-1))  # (S, S, 2)
+    size = frames.shape[1]
+    masks = pattern_masks(size)
+    fig = make_subplots(rows=2, cols=3, subplot_titles=[f"pattern {p}: chosen blocks" for p in (1, 2, 3)]
+                        + ["|M_u| (chosen block: u)", "|M_v| (chosen block: v)", "labels"],
+                        specs=[[{}, {}, {}], [{}, {}, {"type": "table"}]], vertical_spacing=0.08)
+    for col, p in enumerate((1, 2, 3), start=1):
+        image = frames[frame].astype(np.float32).copy()
+        for mask in masks[p]:
+            image[_outline(mask)] = 0.5 * image[_outline(mask)] + 0.5 * 255  # every block, faint
+        for key, colour in (("pu", (255, 0, 0)), ("pv", (0, 160, 255)), ("pl", (255, 200, 0))):
+            block = labels.get(f"m{p}_{key}" if key != "pl" else f"a{p}_pl", IGNORE_INDEX)
+            if block != IGNORE_INDEX:
+                image[_outline(masks[p][block])] = colour
+        fig.add_trace(go.Image(z=image.clip(0, 255).astype(np.uint8)), row=1, col=col)
+    for col, c in ((1, 0), (2, 1)):
+        fig.add_trace(go.Heatmap(z=magnitude[:, :, c], colorscale="Viridis", showscale=False), row=2, col=col)
+        fig.update_yaxes(autorange="reversed", row=2, col=col)
+        comp = "uv"[c]
+        block, orient = labels[f"m1_p{comp}"], labels[f"m1_o{comp}"]
+        if block != IGNORE_INDEX:
+            r, q = divmod(block, 4)
+            side = size // 4
+            cy, cx = r * side + side / 2, q * side + side / 2
+            dx, dy = np.cos(BIN_ANGLES[orient]) * side / 2, -np.sin(BIN_ANGLES[orient]) * side / 2  # screen: y down
+            fig.add_annotation(x=cx + dx, y=cy + dy, ax=cx, ay=cy, xref=f"x{3 + col}", yref=f"y{3 + col}",
+                               axref=f"x{3 + col}", ayref=f"y{3 + col}", showarrow=True, arrowhead=3,
+                               arrowcolor="red", arrowwidth=2)
+    names = list(LABELS)
+    values = [_describe(k, labels.get(k, IGNORE_INDEX)) for k in names]
+    fig.add_trace(go.Table(header={"values": ["label", "value"]}, cells={"values": [names, values]}), row=2, col=3)
+    fig.update_layout(height=760, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title=f"seed 003 labels{' (flipped: u mirrored and negated)' if flip else ''}; "
+                            "red = p_u, blue = p_v, yellow = p_l; arrows: o_u / o_v (pattern 1)")
+    return StatisticsView(labels, fig, magnitude)
+
+
+def _describe(name: str, value: int) -> str:
+    if value == IGNORE_INDEX:
+        return "ignored (no motion)"
+    kind = name.split("_")[1]
+    if kind in ("ou", "ov"):
+        return f"{value} ({45 * value}-{45 * value + 45} deg)"
+    if kind in ("cl", "cs", "C"):
+        return f"{value} ({COLOUR_NAMES[value]})"
+    return str(value)
+
+
+def statistics_explorer(clips: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> Any:
+    """ipywidgets app: pick a clip (name, frames, flow), toggle the flip, scrub the frame shown."""
+    import ipywidgets as W
+
+    choice = W.Dropdown(options=[(name, i) for i, (name, _, _) in enumerate(clips)], description="clip")
+    flip = W.ToggleButton(description="flip horizontally", value=False)
+    frame = W.IntSlider(description="frame", min=0, max=len(clips[0][1]) - 1, value=0)
+    out = W.Output()
+
+    def redraw(*_: Any) -> None:
+        _, frames, flow = clips[choice.value]
+        frame.max = len(frames) - 1
+        view = statistics_view(frames, flow, flip=flip.value, frame=min(frame.value, len(frames) - 1))
+        out.clear_output(wait=True)
+        with out:
+            view.figure.show()
+
+    for w in (choice, flip, frame):
+        w.observe(redraw, names="value")
+    redraw()
+    return W.VBox([W.HBox([choice, flip, frame]), out])
