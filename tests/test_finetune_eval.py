@@ -191,6 +191,15 @@ def test_commands_print_the_scoring_error(runs, tmp_path, monkeypatch, capsys):
     assert "vsslkit: /data/other: test classes differ" in err.splitlines()  # the error is one line
 
 
+def test_evaluate_names_bad_backbone_settings_in_one_line(runs, tmp_path, capsys):
+    # the default backbone is a preset; a --width with it is the user's mistake, not a traceback
+    assert main(["evaluate", "--data", str(runs["data"]), "--store", str(runs["store"]), "--short-side", "32",
+                 "--checkpoint", "random", "--width", "0.25", "--svm-videos", "0", "--pairs", "0",
+                 "--out-dir", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--width" in err[0] and "is a preset" in err[0]
+
+
 def test_load_classifier_and_backbone_weights_from_every_checkpoint_kind(runs):
     from vsslkit.models import build_backbone
     from vsslkit.models.weights import load_backbone_weights

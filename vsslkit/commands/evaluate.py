@@ -217,7 +217,12 @@ def _backbone(args: argparse.Namespace):
 
     torch.manual_seed(args.seed)
     in_frames = args.clip_len if args.norm == "tgn" else None
-    net = build_backbone(args.backbone, width=args.width, norm=args.norm, in_frames=in_frames)
+    try:
+        net = build_backbone(args.backbone, width=args.width, norm=args.norm, in_frames=in_frames)
+    except ValueError as exc:  # e.g. a preset name with --width: the user's settings, not a bug
+        from vsslkit.errors import UsageError
+
+        raise UsageError("--backbone / --width / --norm", str(exc)) from exc
     if args.checkpoint != "random":
         try:
             report = load_backbone_weights(net, args.checkpoint)
