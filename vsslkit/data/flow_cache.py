@@ -28,17 +28,14 @@ import json
 import os
 import uuid
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from vsslkit.data.store import BuildReport, _absolute, _fsync, _locked
+from vsslkit.data.store import BuildReport, _absolute, _fsync, _locked, build_each
 from vsslkit.data.video import VideoError
-from vsslkit.data.workers import die_with_parent
 from vsslkit.errors import DiskFullError, is_disk_full
 
 FORMAT_VERSION = 1
@@ -155,30 +152,7 @@ class FlowCache:
 
     def build(self, paths: Iterable[str | os.PathLike], *, progress: bool = True, workers: int = 1) -> BuildReport:
         """Flow for every video; a bad one is skipped with its reason, a full disk stops the build."""
-        from tqdm.auto import tqdm
-
-        paths = [Path(p) for p in paths]
-        reasons: dict[int, str | None] = {}
-        with tqdm(total=len(paths), desc=f"flow ({self.method})", unit="video", disable=not progress) as bar:
-            if workers <= 1:
-                for i, path in enumerate(paths):
-                    reasons[i] = _try_ensure(self, path)
-                    bar.update(1)
-            else:
-                with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                         initializer=die_with_parent) as pool:
-                    futures = {pool.submit(_try_ensure, self, p): i for i, p in enumerate(paths)}
-                    try:
-                        for future in as_completed(futures):
-                            reasons[futures[future]] = future.result()
-                            bar.update(1)
-                    except BaseException:
-                        pool.shutdown(wait=True, cancel_futures=True)
-                        raise
-        report = BuildReport()
-        for i, path in enumerate(paths):
-            (report.ok.append(path) if reasons[i] is None else report.skipped.append((path, reasons[i])))
-        return report
+        return build_each(_try_ensure, self, paths, desc=f"flow ({self.method})", progress=progress, workers=workers)
 
     # ------------------------------------------------------------------ internals
 

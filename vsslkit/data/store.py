@@ -31,6 +31,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -138,33 +139,7 @@ class FrameStore:
         `workers > 1` builds in that many spawned processes (the per-video lock keeps it safe).
         A full disk is not a bad video: it stops the build with a `DiskFullError`.
         """
-        from tqdm.auto import tqdm
-
-        paths = [Path(p) for p in paths]
-        reasons: dict[int, str | None] = {}
-        with tqdm(total=len(paths), desc="frame store", unit="video", disable=not progress) as bar:
-            if workers <= 1:
-                for i, path in enumerate(paths):
-                    reasons[i] = _try_ensure(self, path)
-                    bar.update(1)
-            else:
-                with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                         initializer=die_with_parent) as pool:
-                    futures = {pool.submit(_try_ensure, self, p): i for i, p in enumerate(paths)}
-                    try:
-                        for future in as_completed(futures):
-                            reasons[futures[future]] = future.result()
-                            bar.update(1)
-                    except BaseException:
-                        pool.shutdown(wait=True, cancel_futures=True)
-                        raise
-        report = BuildReport()
-        for i, path in enumerate(paths):
-            if reasons[i] is None:
-                report.ok.append(path)
-            else:
-                report.skipped.append((path, reasons[i]))
-        return report
+        return build_each(_try_ensure, self, paths, desc="frame store", progress=progress, workers=workers)
 
     def key(self, video_path: str | os.PathLike) -> str:
         """File-name key of a video: readable stem + hash of its absolute path and short side."""
@@ -308,6 +283,38 @@ def _content_digest(source: Path) -> str:
         raise VideoError(source, f"cannot read ({exc.strerror})") from None
     return digest.hexdigest()
 
+
+
+def build_each(try_ensure: Callable[[Any, Path], str | None], owner: Any, paths: Iterable[str | os.PathLike], *,
+               desc: str, progress: bool, workers: int) -> BuildReport:
+    """`try_ensure(owner, path)` for every video (None = built, else the reason it was skipped), in
+    this process or in `workers` spawned ones, with a progress bar. Shared by every per-video cache
+    (frame store, flow cache) so each has the same skip-and-report behaviour. `try_ensure` must be a
+    module-level function (spawned workers import it) and raise, not return, a full disk."""
+    from tqdm.auto import tqdm
+
+    paths = [Path(p) for p in paths]
+    reasons: dict[int, str | None] = {}
+    with tqdm(total=len(paths), desc=desc, unit="video", disable=not progress) as bar:
+        if workers <= 1:
+            for i, path in enumerate(paths):
+                reasons[i] = try_ensure(owner, path)
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                     initializer=die_with_parent) as pool:
+                futures = {pool.submit(try_ensure, owner, p): i for i, p in enumerate(paths)}
+                try:
+                    for future in as_completed(futures):
+                        reasons[futures[future]] = future.result()
+                        bar.update(1)
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+    report = BuildReport()
+    for i, path in enumerate(paths):
+        (report.ok.append(path) if reasons[i] is None else report.skipped.append((path, reasons[i])))
+    return report
 
 def _try_ensure(store: FrameStore, path: Path) -> str | None:
     """None when stored, else the reason (top level so spawned workers can run it).
