@@ -82,5 +82,5 @@ def test_cli_same_seed_same_numbers_and_bad_budget(tiny_synthetic, tmp_path, cap
     capsys.readouterr()
     assert main(["reproduce", "playback-order", "--data", str(tiny_synthetic), "--out", str(tmp_path / "x"),
                  "--seeds", "0"]) == 2
-    assert "--seeds: must be >= 1" in capsys.readouterr().err
+    assert "--seeds: must be an integer >= 1" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
