@@ -261,9 +261,10 @@ def test_synthetic_full_disk_never_leaves_a_torn_split_file(synthetic, tmp_path,
 
     out = tmp_path / "syn"
     shutil.copytree(synthetic[0] / "videos", out / "videos")  # rendered already: only the writes are tested
-    from vsslkit.data.synthetic import _request
+    from vsslkit.data.synthetic import GENERATOR_VERSION, _request
 
-    (out / "synthetic.partial.json").write_text(json.dumps(_request(7, 0, 32, 25, (24, 32), "smooth")))
+    partial = _request(7, 0, 32, 25, (24, 32), "smooth", GENERATOR_VERSION)  # what make_synthetic below asks for
+    (out / "synthetic.partial.json").write_text(json.dumps(partial))
     kwargs = {"videos_per_class": 7, "size": 32, "length_range": (24, 32), "progress": False, "workers": 1}
     full_disk(monkeypatch, 0, only=victim)
     with pytest.raises(DiskFullError, match=f"{out}: no space left on device while writing the synthetic dataset"):

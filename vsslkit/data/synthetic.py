@@ -643,7 +643,7 @@ def _make_one(job: tuple) -> dict[str, Any]:
 
 
 def _request(videos_per_class: int, seed: int, size: int, fps: int, length_range: tuple[int, int],
-             camera: str, version: int = 2) -> dict[str, Any]:
+             camera: str, version: int) -> dict[str, Any]:
     """The generation request stored in synthetic.json; the set is rebuilt when any entry differs.
 
     `generator_version` records the version, so a folder (and the frame store keyed by its files)
