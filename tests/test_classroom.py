@@ -154,6 +154,8 @@ def test_setup_is_the_notebooks_first_cell(monkeypatch, tmp_path, capsys, value,
     monkeypatch.setenv("VSSLKIT_FAST", value)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    at_exit = []
+    monkeypatch.setattr(classroom.atexit, "register", lambda function, *args, **kw: at_exit.append((function, args, kw)))
     threads = torch.get_num_threads()
     try:
         again = classroom.setup()
@@ -167,6 +169,11 @@ def test_setup_is_the_notebooks_first_cell(monkeypatch, tmp_path, capsys, value,
     assert runs.is_dir() and runs.parent == tmp_path and runs.name.startswith("vsslkit-notebook-")
     assert not any(runs.iterdir()) and again.runs != runs and again.runs.is_dir()
     assert capsys.readouterr().out == f"{mode}\n{mode}\n"
+    # both run folders are removed when the kernel exits (re-running notebooks must not fill the disk)
+    assert [args for _, args, _ in at_exit] == [(again.runs,), (runs,)]
+    for function, args, kw in at_exit:
+        function(*args, **kw)
+    assert not again.runs.exists() and not runs.exists()
 
 
 def test_committed_result_summary_reads_the_numbers_from_the_file(tmp_path):

@@ -15,8 +15,10 @@
 
 from __future__ import annotations
 
+import atexit
 import base64
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +124,7 @@ class Setup(NamedTuple):
 
     fast: bool
     course: CourseData
-    runs: Path  # a fresh temporary folder for this notebook's checkpoints
+    runs: Path  # a fresh temporary folder for this notebook's checkpoints, removed when the kernel exits
 
 
 def setup(*, threads: int = 2) -> Setup:
@@ -136,6 +138,9 @@ def setup(*, threads: int = 2) -> Setup:
     fast = fast_mode()
     course = course_dataset(fast=fast)
     runs = Path(tempfile.mkdtemp(prefix="vsslkit-notebook-"))
+    # The folder is scratch for this kernel: remove it when the kernel exits, so that re-running the
+    # notebooks (nbval, the browser test, a class of students) does not fill the disk with checkpoints.
+    atexit.register(shutil.rmtree, runs, ignore_errors=True)
     print("fast mode" if fast else "full mode")
     return Setup(fast, course, runs)
 
