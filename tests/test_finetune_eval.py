@@ -138,7 +138,8 @@ def test_flags_that_contradict_the_checkpoint_are_refused(runs, tmp_path, capsys
     from vsslkit.commands.common import checkpoint_settings, resolve_settings
     from vsslkit.commands.train import TRAIN_DEFAULTS
 
-    args = argparse.Namespace(backbone="r3d_10", width=None, norm=None, clip_len=4, size=None, residual=None)
+    args = argparse.Namespace(backbone="r3d_10", width=None, norm=None, tgn_group_frames=None, clip_len=4, size=None,
+                              residual=None)
     taken = resolve_settings(args, defaults=TRAIN_DEFAULTS, sources=[("pre", checkpoint_settings(runs["pretrained"]))])
     assert (args.width, args.size, args.residual, args.norm) == (0.125, 32, True, "bn")
     assert "width=0.125" in taken and not any(t.startswith("clip_len") for t in taken)

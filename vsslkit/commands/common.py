@@ -14,7 +14,8 @@ from vsslkit.commands.arguments import int_at_least, unit_interval
 from vsslkit.errors import UsageError
 
 # Backbone and input settings a checkpoint fixes; None on the command line means "not given".
-BACKBONE_SETTINGS: tuple[str, ...] = ("backbone", "width", "norm", "clip_len", "size", "residual")
+# tgn_group_frames (TGN's g) is one only for norm="tgn": a BN checkpoint does not fix it.
+BACKBONE_SETTINGS: tuple[str, ...] = ("backbone", "width", "norm", "tgn_group_frames", "clip_len", "size", "residual")
 
 
 def checkpoint_settings(checkpoint: str | Path) -> dict[str, Any]:
@@ -35,11 +36,18 @@ def checkpoint_settings(checkpoint: str | Path) -> dict[str, Any]:
             pre = config_from_checkpoint(raw)
         except TypeError as exc:
             raise ValueError(f"{checkpoint}: unreadable pretraining config ({exc})") from exc
-        return {k: getattr(pre, k) for k in BACKBONE_SETTINGS}
+        return _backbone_settings(pre)
     if "num_classes" in config:
         cls = ClassifierConfig.from_json(config, source=checkpoint)
-        return {**{k: getattr(cls, k) for k in BACKBONE_SETTINGS}, "stride": cls.stride}
+        return {**_backbone_settings(cls), "stride": cls.stride}
     return {}
+
+
+def _backbone_settings(config: Any) -> dict[str, Any]:
+    settings = {k: getattr(config, k) for k in BACKBONE_SETTINGS}
+    if settings["norm"] != "tgn":
+        del settings["tgn_group_frames"]
+    return settings
 
 
 def resolve_settings(
@@ -54,9 +62,11 @@ def resolve_settings(
     `sources` are `(checkpoint, checkpoint_settings(...))`; only keys in `defaults` are resolved.
     `flags` maps a setting to its argparse dest when they differ (e.g. size -> crop_size). A flag
     that contradicts a checkpoint, or two checkpoints that disagree, raise `SystemExit` naming
-    both. Returns a line per setting taken from a checkpoint (for the log).
+    both. `--tgn-group-frames` given while the resolved norm is not tgn is a `UsageError`.
+    Returns a line per setting taken from a checkpoint (for the log).
     """
     flags = flags or {}
+    group_frames = getattr(args, "tgn_group_frames", None) if "tgn_group_frames" in defaults else None
     taken: list[str] = []
     for key, default in defaults.items():
         dest = flags.get(key, key)
@@ -75,6 +85,9 @@ def resolve_settings(
             setattr(args, dest, value)
             if found:
                 taken.append(f"{key}={value!r}")
+    if group_frames is not None and args.norm != "tgn":
+        raise UsageError("--tgn-group-frames", f"sets the frames per group of temporal group norm; it needs --norm "
+                         f"tgn (the norm here is {args.norm})")
     return taken
 
 

@@ -14,6 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from vsslkit.commands.arguments import int_at_least
 from vsslkit.data.store import default_store_dir
 from vsslkit.eval.pooling import POOLING_HELP, POOLINGS
 
@@ -41,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", default=None, help=f"default: the checkpoint's, else {d['backbone']}")
     p.add_argument("--width", type=float, default=None, help=f"default: the checkpoint's, else {d['width']}")
     p.add_argument("--norm", choices=("bn", "tgn"), default=None, help="default: the checkpoint's, else bn")
+    p.add_argument("--tgn-group-frames", type=int_at_least(1), default=None, metavar="G",
+                   help=f"--norm tgn: frames per temporal group (default: the checkpoint's, else {d['tgn_group_frames']})")
     p.add_argument("--clip-len", type=int, default=None, help=f"default: the checkpoint's, else {d['clip_len']}")
     p.add_argument("--stride", type=int, default=None,
                    help="clip stride (default: the classifier's, else 1); short videos get the largest that fits")
@@ -95,7 +98,8 @@ def _settings(args: argparse.Namespace):
         raise EmbedError(str(exc)) from exc
     if taken:
         print(f"from the checkpoint: {', '.join(taken)}", file=sys.stderr)
-    return EmbedSettings(backbone=args.backbone, width=args.width, norm=args.norm, clip_len=args.clip_len,
+    return EmbedSettings(backbone=args.backbone, width=args.width, norm=args.norm,
+                         tgn_group_frames=args.tgn_group_frames, clip_len=args.clip_len,
                          crop_size=args.crop_size, residual=args.residual, stride=args.stride,
                          clips_per_video=args.clips, layer=args.layer, pooling=args.pooling,
                          short_side=args.short_side)

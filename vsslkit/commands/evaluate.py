@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vsslkit.atomic import write_text_atomic
-from vsslkit.commands.arguments import device
+from vsslkit.commands.arguments import device, int_at_least
 from vsslkit.commands.common import (
     add_task_arguments,
     checkpoint_settings,
@@ -28,8 +28,8 @@ from vsslkit.eval.pooling import POOLING_HELP, POOLINGS
 DEFAULT_STORE = default_store_dir()
 LAYERS = ("pool3", "pool4", "pool5")
 # Used when neither a flag nor the checkpoint says otherwise ("size" is --crop-size here).
-EVAL_DEFAULTS: dict[str, Any] = {"backbone": "tiny_r3d", "width": 1.0, "norm": "bn", "clip_len": 16, "size": 112,
-                                 "residual": False, "stride": 1}
+EVAL_DEFAULTS: dict[str, Any] = {"backbone": "tiny_r3d", "width": 1.0, "norm": "bn", "tgn_group_frames": 2,
+                                 "clip_len": 16, "size": 112, "residual": False, "stride": 1}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -130,6 +130,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=None, help=f"backbone name (default: the checkpoint's, else {d['backbone']})")
     p.add_argument("--width", type=float, default=None, help=f"channel width multiplier (default: the checkpoint's, else {d['width']})")
     p.add_argument("--norm", choices=("bn", "tgn"), default=None, help="default: the checkpoint's, else bn")
+    p.add_argument("--tgn-group-frames", type=int_at_least(1), default=None, metavar="G",
+                   help=f"--norm tgn: frames per temporal group (default: the checkpoint's, else {d['tgn_group_frames']})")
     p.add_argument("--clip-len", type=int, default=None, help=f"default: the checkpoint's, else {d['clip_len']}")
     p.add_argument("--stride", type=int, default=None,
                    help="clip stride (default: the classifier's, else 1); short videos get the largest stride that fits")
@@ -218,7 +220,8 @@ def _backbone(args: argparse.Namespace):
     torch.manual_seed(args.seed)
     in_frames = args.clip_len if args.norm == "tgn" else None
     try:
-        net = build_backbone(args.backbone, width=args.width, norm=args.norm, in_frames=in_frames)
+        net = build_backbone(args.backbone, width=args.width, norm=args.norm, in_frames=in_frames,
+                             tgn_group_frames=args.tgn_group_frames)
     except ValueError as exc:  # e.g. a preset name with --width: the user's settings, not a bug
         from vsslkit.errors import UsageError
 
@@ -255,6 +258,7 @@ def _protocol(args, data, task: str, **fields):
 
     extra = {"retrieval_mode": data["mode"], "skipped_videos": len(data["skipped"]),
              "reduced_stride_videos": len(data["reduced_stride"]), "width": args.width, "norm": args.norm,
+             **({"tgn_group_frames": args.tgn_group_frames} if args.norm == "tgn" else {}),
              "short_side": args.short_side, **fields.pop("extra", {})}
     return Protocol(
         task=task, dataset=f"{Path(args.data).name} ({data['layout']})", split=args.split,

@@ -28,8 +28,8 @@ from vsslkit.commands.common import (
 )
 from vsslkit.commands.store_args import add_store_format_arguments
 
-TRAIN_DEFAULTS: dict[str, Any] = {"backbone": "r3d_10", "width": 0.25, "norm": "bn", "clip_len": 16, "size": 64,
-                                  "residual": False}
+TRAIN_DEFAULTS: dict[str, Any] = {"backbone": "r3d_10", "width": 0.25, "norm": "bn", "tgn_group_frames": 2,
+                                  "clip_len": 16, "size": 64, "residual": False}
 
 
 def _common(p: argparse.ArgumentParser, *, lr: float, batch_size: int) -> None:
@@ -47,6 +47,8 @@ def _common(p: argparse.ArgumentParser, *, lr: float, batch_size: int) -> None:
     p.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None,
                    help="feed K residual frames (reads K+1 frames); default off")
     p.add_argument("--norm", choices=("bn", "tgn"), default=None, help="batch norm (default) or temporal group norm")
+    p.add_argument("--tgn-group-frames", type=int_at_least(1), default=None, metavar="G",
+                   help=f"--norm tgn: frames per temporal group g (default {d['tgn_group_frames']}; seed 002 Table 6)")
     p.add_argument("--no-flip", dest="flip", action="store_false",
                    help="no horizontal flips (needed when labels depend on direction, e.g. the synthetic set)")
     p.add_argument("--batch-size", type=int_at_least(1), default=batch_size, help="clips per step and per process")
@@ -91,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--label-fraction", type=fraction, default=1.0, help="fraction of labelled train videos (per class)")
     p.add_argument("--init", default="random",
                    help="'random', a pretraining checkpoint, or a classifier.pt (its backbone is used); "
-                        "backbone/width/norm/clip length/size/residual default to the checkpoint's")
+                        "backbone/width/norm (and its g)/clip length/size/residual default to the checkpoint's")
     p.add_argument("--freeze", action="store_true", help="freeze the backbone (linear probe)")
     p.add_argument("--stride", type=int_at_least(1), default=1, help="frame stride of the training and test clips")
     p.add_argument("--dropout", type=probability, default=0.5)
@@ -163,7 +165,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
             task=args.task, task_options=task_options(args),
             moco=MoCoConfig(weight=args.ctr_weight, queue_size=args.queue_size) if args.contrastive else None,
             same_batch=args.same_batch, backbone=args.backbone, width=args.width,
-            norm=args.norm, clip_len=args.clip_len, size=args.size, residual=args.residual, flip=args.flip,
+            norm=args.norm, tgn_group_frames=args.tgn_group_frames, clip_len=args.clip_len, size=args.size,
+            residual=args.residual, flip=args.flip,
             batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, milestones=tuple(args.milestones),
             seed=args.seed, curriculum=args.curriculum)
         try:
@@ -207,7 +210,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         torch.manual_seed(args.seed)
         index, store = _load_index(args, info, label_fraction=args.label_fraction)
         backbone = build_backbone(args.backbone, width=args.width, norm=args.norm,
-                                  in_frames=args.clip_len if args.norm == "tgn" else None)
+                                  in_frames=args.clip_len if args.norm == "tgn" else None,
+                                  tgn_group_frames=args.tgn_group_frames)
         if args.init != "random":
             try:
                 report = load_backbone_weights(backbone, args.init)
@@ -223,7 +227,7 @@ def run_finetune(args: argparse.Namespace) -> int:
                                   clip_len=args.clip_len, stride=args.stride, size=args.size,
                                   residual=args.residual, freeze_backbone=args.freeze, dropout=args.dropout,
                                   class_names=tuple(index.class_names), init=str(args.init), flip=args.flip,
-                                  norm=args.norm)
+                                  norm=args.norm, tgn_group_frames=args.tgn_group_frames)
         epochs, steps = _length(args)
         _, result = train_classifier(
             backbone=backbone, config=config, paths=index.paths, labels=index.labels, num_frames=index.num_frames,
@@ -297,6 +301,7 @@ def _test_protocol(args: argparse.Namespace, store: Any, *, num_train: int, devi
         residual=config.residual, seed=args.seed, backbone=config.backbone,
         command=_command(args),
         extra={"init": _init_label(str(args.init)), "width": config.width, "norm": config.norm,
+               **({"tgn_group_frames": config.tgn_group_frames} if config.norm == "tgn" else {}),
                "freeze_backbone": config.freeze_backbone, "steps": args.steps, "epochs": args.epochs,
                "lr": args.lr, "batch_size": args.batch_size, "flip": config.flip, "short_side": args.short_side},
         **checkpoint_fields(None if args.init == "random" else args.init),
@@ -318,7 +323,7 @@ def _command(args: argparse.Namespace) -> str:
         return "vsslkit " + shlex.join(sys.argv[1:])
     parts = ["finetune"]
     for key, value in _config(args).items():
-        if key in ("command", "version"):
+        if key in ("command", "version") or (key == "tgn_group_frames" and args.norm != "tgn"):
             continue
         if key in _NEGATIVE_FLAGS:
             parts += [] if value else [_NEGATIVE_FLAGS[key]]

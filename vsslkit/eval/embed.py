@@ -51,6 +51,7 @@ class EmbedSettings:
     backbone: str = "tiny_r3d"
     width: float = 1.0
     norm: str = "bn"
+    tgn_group_frames: int = 2  # TGN's frames per group g; stored only when norm is "tgn"
     clip_len: int = 16
     crop_size: int = 112
     residual: bool = False
@@ -74,7 +75,9 @@ class EmbedSettings:
         return Protocol(task="embedding", dataset=dataset, layer=self.layer, pooling=self.pooling,
                         clips_per_video=self.clips_per_video, crop=self.crop_size, clip_len=self.clip_len,
                         stride=self.stride, residual=self.residual, seed=seed, backbone=self.backbone,
-                        command=command, extra={"width": self.width, "norm": self.norm, "short_side": self.short_side},
+                        command=command, extra={"width": self.width, "norm": self.norm, "short_side": self.short_side,
+                                                **({"tgn_group_frames": self.tgn_group_frames}
+                                                   if self.norm == "tgn" else {})},
                         **checkpoint_fields(checkpoint))
 
     @classmethod
@@ -83,6 +86,7 @@ class EmbedSettings:
         extra = protocol.get("extra") or {}
         try:
             return cls(backbone=protocol["backbone"], width=float(extra["width"]), norm=extra["norm"],
+                       tgn_group_frames=int(extra.get("tgn_group_frames", 2)),
                        clip_len=int(protocol["clip_len"]), crop_size=int(protocol["crop"]),
                        residual=bool(protocol["residual"]), stride=int(protocol["stride"]),
                        clips_per_video=int(protocol["clips_per_video"]), layer=protocol["layer"],
@@ -170,7 +174,8 @@ def build_embedding_backbone(settings: EmbedSettings, checkpoint: str | os.PathL
     torch.manual_seed(seed)
     try:
         net = build_backbone(settings.backbone, width=settings.width, norm=settings.norm,
-                             in_frames=settings.clip_len if settings.norm == "tgn" else None)
+                             in_frames=settings.clip_len if settings.norm == "tgn" else None,
+                             tgn_group_frames=settings.tgn_group_frames)
     except (KeyError, ValueError) as exc:
         raise EmbedError(f"cannot build backbone {settings.backbone!r}: {exc}") from exc
     if str(checkpoint) == "random":

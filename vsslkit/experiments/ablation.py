@@ -111,7 +111,9 @@ def run_ablation(plan: AblationPlan) -> dict[str, Any]:
             pretext: dict[str, float] = {}
             if cfg is None:
                 torch.manual_seed(seed)
-                backbone, ckpt = build_backbone(input_cfg.backbone, width=input_cfg.width, norm=input_cfg.norm), None
+                backbone, ckpt = build_backbone(input_cfg.backbone, width=input_cfg.width, norm=input_cfg.norm,
+                                                in_frames=input_cfg.clip_len if input_cfg.norm == "tgn" else None,
+                                                tgn_group_frames=input_cfg.tgn_group_frames), None
             else:
                 model, fit_result = pretrain(input_cfg, paths=data.train.paths, num_frames=data.train.num_frames,
                                              source=data.store, out_dir=run_dir / "pretrain",

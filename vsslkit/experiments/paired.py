@@ -162,7 +162,7 @@ def downstream(
                               clip_len=input_cfg.clip_len, stride=down.stride, size=input_cfg.size,
                               residual=input_cfg.residual, freeze_backbone=down.freeze_backbone,
                               dropout=down.dropout, class_names=tuple(data.train.class_names), init=name,
-                              flip=down.flip)
+                              flip=down.flip, norm=input_cfg.norm, tgn_group_frames=input_cfg.tgn_group_frames)
     model, fit_result = train_classifier(
         backbone=copy.deepcopy(backbone), config=config, paths=labelled.paths, labels=labelled.labels,
         num_frames=labelled.num_frames, source=data.store, out_dir=out_dir / "finetune",

@@ -96,7 +96,9 @@ def run_quickstart(plan: QuickstartPlan) -> dict[str, Any]:
                                      checkpoint_every=None)
         pretext_curves[f"seed {seed}"] = fit_result.history
         torch.manual_seed(seed)
-        random_backbone = build_backbone(cfg.backbone, width=cfg.width, norm=cfg.norm)
+        random_backbone = build_backbone(cfg.backbone, width=cfg.width, norm=cfg.norm,
+                                         in_frames=cfg.clip_len if cfg.norm == "tgn" else None,
+                                         tgn_group_frames=cfg.tgn_group_frames)
         for name, backbone, ckpt in (("random init", random_backbone, None),
                                      ("speed-change pretrained", model.backbone, fit_result.checkpoint)):
             print(f"[seed {seed}] {name}: retrieval + fine-tuning on {plan.downstream.label_fraction:.0%} of the labels")

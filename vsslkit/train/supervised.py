@@ -86,6 +86,15 @@ class ClassifierConfig:
     init: str = "random"
     flip: bool = True  # False for direction-labelled classes (a flip swaps left and right)
     norm: str = "bn"  # "tgn": temporal group norm (built for clips of clip_len frames)
+    tgn_group_frames: int = 2  # TGN's frames per group g (seed 002 T6); build_backbone's default
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON types, as stored in classifier.pt / classifier.json. `tgn_group_frames` is left out
+        at its default, so configs written before it existed still match (a resumed run, a report)."""
+        out = json.loads(json.dumps(asdict(self)))
+        if out["tgn_group_frames"] == 2:
+            del out["tgn_group_frames"]
+        return out
 
     @classmethod
     def from_json(cls, raw: dict[str, Any], *, source: str | Path = "<config>") -> ClassifierConfig:
@@ -118,7 +127,8 @@ def load_classifier(path: str | Path) -> tuple[VideoClassifier, ClassifierConfig
                          "fine-tune it first with `vsslkit finetune --init`)")
     config = ClassifierConfig.from_json(raw["config"], source=path)
     backbone = build_backbone(config.backbone, width=config.width, norm=config.norm,
-                              in_frames=config.clip_len if config.norm == "tgn" else None)
+                              in_frames=config.clip_len if config.norm == "tgn" else None,
+                              tgn_group_frames=config.tgn_group_frames)
     model = VideoClassifier(backbone, config.num_classes, dropout=config.dropout,
                             freeze_backbone=config.freeze_backbone)
     state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in raw["model"].items()}
@@ -159,11 +169,13 @@ def train_classifier(
 ) -> tuple[VideoClassifier, FitResult]:
     """Fine-tune (or linear-probe) a classifier; writes `out_dir/classifier.pt` + `classifier.json`.
 
-    `classifier.pt` holds `{"model": state_dict, "config": asdict(config)}`: the hook for the
-    downstream evaluation (10 uniformly spaced clips per test video).
+    `classifier.pt` holds `{"model": state_dict, "config": config.to_json()}`: the hook for the
+    downstream evaluation (10 uniformly spaced clips per test video). `backbone` is built by the
+    caller and must be the one `config` describes (norm and its g included), or the saved
+    classifier will not reload.
     """
     info = dist_info or DistInfo(device=torch.device(device))
-    plain_config = json.loads(json.dumps(asdict(config)))  # JSON types, identical in .pt and .json
+    plain_config = config.to_json()  # JSON types, identical in .pt and .json
     model = VideoClassifier(backbone, config.num_classes, dropout=config.dropout,
                             freeze_backbone=config.freeze_backbone)
     task = SupervisedTask(num_classes=config.num_classes, clip_len=config.clip_len, stride=config.stride,
