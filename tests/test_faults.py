@@ -348,6 +348,8 @@ BRANCHES = [
     pytest.param(["--task", "playback-speed", "--speeds", "-3", "1", "3"], id="playback-speed"),
     # flow cache built by two runs at once, labels from augmented pixels, curriculum sampler state
     pytest.param(["--task", "statistics", "--speed-pool", "--curriculum", "0.5"], id="statistics"),
+    # per-group running statistics of temporal group norm (8 frames, g=4: 2, 2, 2, 1, ... groups per layer)
+    pytest.param(["--norm", "tgn", "--tgn-group-frames", "4"], id="tgn-g4"),
 ]
 STEPS = 8
 
@@ -431,6 +433,8 @@ def _table(root: Path, store: Path, files: Path) -> list[tuple[list[str], str]]:
         ([*pre, "--gamma", "0.5"], "--gamma"),  # an ascnet option without --task ascnet
         ([*pre, "--task", "ascnet", "--gamma", "1.5"], "--gamma"),
         ([*pre, "--device", "tpu"], "--device"),
+        ([*pre, "--tgn-group-frames", "4"], "--tgn-group-frames"),  # g with batch norm
+        ([*pre, "--norm", "tgn", "--tgn-group-frames", "0"], "--tgn-group-frames"),
         ([*fin, "--label-fraction", "1.5"], "--label-fraction"),
         ([*fin, "--label-fraction", "0"], "--label-fraction"),
         ([*fin, "--label-fraction", "-1"], "--label-fraction"),
@@ -443,6 +447,8 @@ def _table(root: Path, store: Path, files: Path) -> list[tuple[list[str], str]]:
         (["pretrain", *data, "--out", str(files / "run"), "--steps", "2", *TINY, "--lr", "0.5"], "pretrain.lr"),
         (["pretrain", *data, "--out", str(files / "run"), "--steps", "2", *TINY, "--clip-len", "4"],
          "pretrain.clip_len"),
+        (["pretrain", *data, "--out", str(files / "run"), "--steps", "2", *TINY, "--norm", "tgn",
+          "--tgn-group-frames", "4"], "pretrain.tgn_group_frames"),
         (["finetune", *data, "--out", str(files / "ftrun"), "--steps", "2", *BASE, "--lr", "0.5"], "training.lr"),
         (["finetune", *data, "--out", str(files / "ftrun"), "--steps", "2", *BASE, "--label-fraction", "0.5"],
          "training.videos 70 -> "),
