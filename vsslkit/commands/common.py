@@ -107,7 +107,8 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampling", choices=("location", "class"), default=None,
                    help="speed-change-fine: location-primary (default) or class-primary sampling")
     p.add_argument("--clips", type=int_at_least(2), default=None,
-                   help="playback-order: clips per tuple n (2..6, default 3; n! order classes)")
+                   help="playback-order: clips per tuple n (2..6, default 3; n! order classes); train it with "
+                        "--optimizer adamw --lr 0.001 (SGD leaves the pairwise head at chance on CPU budgets)")
     p.add_argument("--speeds", type=int, nargs="+", default=None,
                    help="playback-order / playback-speed: signed speeds, negative = reversed playback "
                         "(default: eq. 1's set for n clips / -3 1 3)")
