@@ -8,7 +8,7 @@ epochs with the run's own steps per epoch (`steps_per_epoch`, the same rule as t
 Every number is cited to its seed (section / table); what a seed does not say is marked
 "not in the seed" with the value used and why. Seed 001 (classification + TimeCycle + arrow of
 time from scratch) has no preset: it trains *with* labels, so it is not a `vsslkit pretrain` run
-(its recipe is `vsslkit from-scratch`).
+(its recipe is `vsslkit train-joint`).
 """
 
 from __future__ import annotations
