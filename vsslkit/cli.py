@@ -28,6 +28,7 @@ TOP_LEVEL: list[str] = [
     "vsslkit.commands.quickstart",
     "vsslkit.commands.reproduce",
     "vsslkit.commands.from_scratch",
+    "vsslkit.commands.presets",
 ]
 
 

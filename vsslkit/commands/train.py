@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,22 @@ from vsslkit.commands.common import (
     resolve_settings,
     task_options,
 )
+from vsslkit.commands.presets import (
+    add_preset_argument,
+    backbone_defaults,
+    chosen,
+    fill,
+    milestone_note,
+    preset_values,
+)
 from vsslkit.commands.store_args import add_store_format_arguments
 
 TRAIN_DEFAULTS: dict[str, Any] = {"backbone": "r3d_10", "width": 0.25, "norm": "bn", "tgn_group_frames": 2,
                                   "clip_len": 16, "size": 64, "residual": False}
+# The other settings a --preset may fill: None on the command line = not given (see commands.presets).
+PRETRAIN_DEFAULTS: dict[str, Any] = {"task": "speed-change-fine", "contrastive": False, "queue_size": 2048,
+                                     "ctr_weight": 0.5, "batch_size": 16, "lr": 0.05, "optimizer": "sgd"}
+FINETUNE_DEFAULTS: dict[str, Any] = {"batch_size": 16, "lr": 0.01, "optimizer": "sgd"}
 
 
 def _common(p: argparse.ArgumentParser, *, lr: float, batch_size: int) -> None:
@@ -51,13 +64,17 @@ def _common(p: argparse.ArgumentParser, *, lr: float, batch_size: int) -> None:
                    help=f"--norm tgn: frames per temporal group g (default {d['tgn_group_frames']}; seed 002 Table 6)")
     p.add_argument("--no-flip", dest="flip", action="store_false",
                    help="no horizontal flips (needed when labels depend on direction, e.g. the synthetic set)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=batch_size, help="clips per step and per process")
+    p.add_argument("--batch-size", type=int_at_least(1), default=None,
+                   help=f"clips (tuples for multi-clip tasks) per step and per process (default {batch_size})")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int_at_least(1), default=None)
+    length.add_argument("--epochs", type=int_at_least(1), default=None, help="passes over the data (default 1)")
     length.add_argument("--steps", type=int_at_least(1), default=None, help="optimizer steps (instead of --epochs)")
-    p.add_argument("--lr", type=positive_float, default=lr)
-    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-    p.add_argument("--milestones", type=int_at_least(1), nargs="*", default=[], help="steps at which the LR is multiplied by 0.1")
+    p.add_argument("--lr", type=positive_float, default=None, help=f"learning rate (default {lr})")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default=None, help="default sgd")
+    p.add_argument("--milestones", type=int_at_least(1), nargs="*", default=None,
+                   help="steps at which the LR is multiplied by 0.1 (default: none, or the --preset's epochs "
+                        "converted to steps; a bare --milestones clears them)")
+    add_preset_argument(p)
     p.add_argument("--out", type=Path, required=True, help="run directory (metrics.csv, checkpoints/)")
     p.add_argument("--device", type=device, default="auto", help="auto | cpu | cuda")
     p.add_argument("--amp", action="store_true", help="mixed precision (float16 on CUDA, bfloat16 on CPU)")
@@ -78,9 +95,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Self-supervised pretraining with a temporal pretext task.")
     _common(p, lr=0.05, batch_size=16)
     add_task_arguments(p)
-    p.add_argument("--contrastive", action="store_true", help="add the MoCo same-video branch")
-    p.add_argument("--queue-size", type=int_at_least(1), default=2048, help="MoCo queue length")
-    p.add_argument("--ctr-weight", type=non_negative_float, default=0.5, help="weight of the contrastive loss")
+    p.set_defaults(task=None)  # default speed-change-fine, or the --preset's task
+    p.add_argument("--contrastive", action=argparse.BooleanOptionalAction, default=None,
+                   help="add the MoCo same-video branch")
+    p.add_argument("--queue-size", type=int_at_least(1), default=None, help="MoCo queue length (default 2048)")
+    p.add_argument("--ctr-weight", type=non_negative_float, default=None, help="weight of the contrastive loss (default 0.5)")
     p.add_argument("--same-batch", action="store_true", help="each video contributes every speed class")
     p.add_argument("--curriculum", type=probability, default=None, metavar="SWITCH",
                    help="statistics: the easy half of the videos first, all of them from this fraction of the "
@@ -104,6 +123,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="how clip scores become a video score")
     p.add_argument("--eval-batch-size", type=int_at_least(1), default=16, help="test clips per forward pass")
     p.set_defaults(func=run_finetune)
+
+
+def _apply_preset(args: argparse.Namespace, preset: Any, command: str, *, sources: list[tuple[str, dict[str, Any]]],
+                  defaults: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Resolve every setting: explicit flag, else a checkpoint's (backbone settings), else the
+    preset's, else the kit default. Returns the lines taken from checkpoints and from the preset."""
+    unset = {k for k in TRAIN_DEFAULTS if getattr(args, k) is None}
+    overlay = backbone_defaults(preset)
+    from_checkpoint = resolve_settings(args, defaults={**TRAIN_DEFAULTS, **overlay}, sources=sources)
+    in_checkpoint = {k for _, settings in sources for k in settings}
+    from_preset = [f"{k}={getattr(args, k)!r}" for k in overlay if k in unset and k not in in_checkpoint
+                   and (k != "tgn_group_frames" or args.norm == "tgn")]
+    return from_checkpoint, from_preset + fill(args, preset_values(preset, command), defaults)
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
@@ -154,26 +186,45 @@ def run_pretrain(args: argparse.Namespace) -> int:
     import torch
 
     from vsslkit.errors import UsageError
+    from vsslkit.experiments.presets import milestone_steps, steps_per_epoch
     from vsslkit.train.distributed import cleanup, init_distributed
     from vsslkit.train.pretrain import MoCoConfig, PretrainConfig, build_task, pretrain
 
-    resolve_settings(args, defaults=TRAIN_DEFAULTS, sources=[])
+    preset = chosen(args)
+    _, from_preset = _apply_preset(args, preset, "pretrain", sources=[], defaults=PRETRAIN_DEFAULTS)
     info = init_distributed(args.device)
     try:
+        options = task_options(args)
+        if preset is not None and args.task == preset.pretrain.task:  # its options belong to its task
+            kept = {k: v for k, v in preset.pretrain.task_options.items() if k not in options}
+            options = {**kept, **options}
+            from_preset += [f"{k}={v!r}" for k, v in kept.items()]
+        if preset is not None and info.is_main:
+            print(f"preset {preset.name} ({preset.source}) set: {', '.join(from_preset) or 'nothing (all given)'}")
         torch.manual_seed(args.seed)
+        moco = preset.pretrain.moco if preset is not None and preset.pretrain.moco is not None else MoCoConfig()
         config = PretrainConfig(
-            task=args.task, task_options=task_options(args),
-            moco=MoCoConfig(weight=args.ctr_weight, queue_size=args.queue_size) if args.contrastive else None,
+            task=args.task, task_options=options,
+            moco=replace(moco, weight=args.ctr_weight, queue_size=args.queue_size) if args.contrastive else None,
             same_batch=args.same_batch, backbone=args.backbone, width=args.width,
             norm=args.norm, tgn_group_frames=args.tgn_group_frames, clip_len=args.clip_len, size=args.size,
             residual=args.residual, flip=args.flip,
-            batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, milestones=tuple(args.milestones),
+            batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, milestones=tuple(args.milestones or ()),
             seed=args.seed, curriculum=args.curriculum)
         try:
-            build_task(config)  # an unknown task or impossible task options fail before any data work
+            task = build_task(config)  # an unknown task or impossible task options fail before any data work
         except ValueError as exc:
             raise UsageError(f"--task {args.task}", str(exc)) from exc
         index, store = _load_index(args, info)
+        if args.milestones is None and preset is not None and preset.milestone_epochs:
+            usable = sum(n >= task.min_frames for n in index.num_frames)  # what pretrain's dataset keeps
+            group = task.primary.heads["speed"] if config.same_batch else 1
+            batch = max(1, config.batch_size // group)
+            per_epoch = steps_per_epoch(max(1, usable), batch, info.world_size)
+            config = replace(config, milestones=milestone_steps(preset.milestone_epochs, per_epoch))
+            if info.is_main:
+                print(milestone_note(preset.milestone_epochs, config.milestones, per_epoch, usable, batch,
+                                     info.world_size))
         epochs, steps = _length(args)
         _, result = pretrain(config, paths=index.paths, num_frames=index.num_frames, source=store, out_dir=args.out,
                              epochs=epochs, max_steps=steps, device=info.device, workers=args.workers, amp=args.amp,
@@ -196,19 +247,36 @@ def run_pretrain(args: argparse.Namespace) -> int:
 def run_finetune(args: argparse.Namespace) -> int:
     import torch
 
+    from vsslkit.experiments.presets import milestone_steps, steps_per_epoch
     from vsslkit.models import build_backbone
     from vsslkit.models.weights import load_backbone_weights
+    from vsslkit.tasks import SupervisedTask
     from vsslkit.train.distributed import cleanup, init_distributed
     from vsslkit.train.supervised import ClassifierConfig, train_classifier
 
+    preset = chosen(args)
     sources = [] if args.init == "random" else [(str(args.init), _settings_or_exit(args.init))]
-    taken = resolve_settings(args, defaults=TRAIN_DEFAULTS, sources=sources)
+    taken, from_preset = _apply_preset(args, preset, "finetune", sources=sources, defaults=FINETUNE_DEFAULTS)
     info = init_distributed(args.device)
     try:
         if taken and info.is_main:
             print(f"from {args.init}: {', '.join(taken)}")
+        if preset is not None and info.is_main:
+            print(f"preset {preset.name} ({preset.source}) set: {', '.join(from_preset) or 'nothing (all given)'}"
+                  + ("" if preset.finetune else "; the seed gives no fine-tuning recipe (kit defaults)"))
         torch.manual_seed(args.seed)
         index, store = _load_index(args, info, label_fraction=args.label_fraction)
+        recipe = preset.finetune if preset is not None else None
+        if args.milestones is None and recipe is not None and recipe.milestone_epochs:
+            need = SupervisedTask(num_classes=index.num_classes, clip_len=args.clip_len, stride=args.stride,
+                                  extra_frames=int(args.residual)).min_frames
+            usable = sum(n >= need for n in index.num_frames)  # what train_classifier's dataset keeps
+            per_epoch = steps_per_epoch(max(1, usable), args.batch_size, info.world_size)
+            args.milestones = list(milestone_steps(recipe.milestone_epochs, per_epoch))
+            if info.is_main:
+                print(milestone_note(recipe.milestone_epochs, tuple(args.milestones), per_epoch, usable,
+                                     args.batch_size, info.world_size))
+        args.milestones = args.milestones or []
         backbone = build_backbone(args.backbone, width=args.width, norm=args.norm,
                                   in_frames=args.clip_len if args.norm == "tgn" else None,
                                   tgn_group_frames=args.tgn_group_frames)
