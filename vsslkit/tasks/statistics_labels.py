@@ -232,16 +232,18 @@ def _motion(flow: np.ndarray, size: int, eps: float, soft: bool) -> dict[str, np
 
 
 _COLOUR_BITS = np.array([[4, 2, 1]], np.float32)  # cv2.transform: one weighted sum of R, G, B per pixel
+_FRAMES_PER_CALL = 256  # the frame index is a uint8 image
 
 
-@lru_cache(maxsize=8)
-def _index_images(size: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 companions of `frames` S x S frames stacked into one `(frames * S, S)` image, for
-    `cv2.calcHist`: each pixel's region and each pixel's frame (so one call counts every frame)."""
+@lru_cache(maxsize=4)
+def _index_images(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 companions of up to 256 S x S frames stacked into one `(frames * S, S)` image, for
+    `cv2.calcHist`: each pixel's region and each pixel's frame (so one call counts every frame).
+    The first k * S rows serve k frames."""
     region = _regions(size)[0].reshape(size, size).astype(np.uint8)
-    regions = np.ascontiguousarray(np.broadcast_to(region, (frames, size, size)).reshape(frames * size, size))
-    index = np.arange(frames, dtype=np.uint8)[:, None, None]
-    index = np.ascontiguousarray(np.broadcast_to(index, (frames, size, size)).reshape(frames * size, size))
+    regions = np.ascontiguousarray(np.broadcast_to(region, (_FRAMES_PER_CALL, size, size)).reshape(-1, size))
+    index = np.arange(_FRAMES_PER_CALL, dtype=np.uint8)[:, None, None]
+    index = np.ascontiguousarray(np.broadcast_to(index, (_FRAMES_PER_CALL, size, size)).reshape(-1, size))
     regions.flags.writeable = index.flags.writeable = False
     return regions, index
 
@@ -255,12 +257,11 @@ def _appearance(frames: np.ndarray, size: int, hist_bins: int) -> dict[str, np.n
     # uint8 histogram (exact integer counts, 2-3x faster than np.bincount over int64 indices)
     colours = np.empty((b * n, 8, r), np.float32)
     counts = np.empty((b * n, 3, hist_bins, r), np.float32)
-    step = 256  # frames per call: the frame index is a uint8 image
-    for s in range(0, b * n, step):
-        chunk = frames[s : s + step]
+    for s in range(0, b * n, _FRAMES_PER_CALL):
+        chunk = frames[s : s + _FRAMES_PER_CALL]
         k = len(chunk)
         image = chunk.reshape(k * size, size, 3)
-        regions, index = _index_images(size, k)
+        regions, index = (a[: k * size] for a in _index_images(size))
         colour = cv2.transform(image >> 7, _COLOUR_BITS)  # c = 4*[R>=128] + 2*[G>=128] + [B>=128]
         colours[s : s + k] = cv2.calcHist([index, colour, regions], [0, 1, 2], None, [k, 8, r], [0, k, 0, 8, 0, r])
         for c in range(3):
