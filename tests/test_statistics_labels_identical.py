@@ -3,8 +3,8 @@
 `clip_labels` now counts with OpenCV and sums over pixels in a pixel-major layout (see the
 module). Argmax labels are sensitive to the last bit of a float sum when two blocks or bins tie
 (quantised flow, uniform colours), so the reference below is the previous implementation verbatim
-(commit c350133: np.bincount over int64 indices, the per-flow sums in the (B, F, S, S, 2) layout) and every label, the motion
-boundaries and the curriculum score must be identical on random clips of every kind: smooth
+(commit c350133: np.bincount over int64 indices, the per-flow sums in the (B, F, S, S, 2) layout)
+and every label, the motion boundaries and the curriculum score must be identical on random clips of every kind: smooth
 noise, objects with real-valued, integer and half-integer motion (many pixels exactly on a bin
 boundary), motionless clips, few-level colours (ties), several sizes, lengths, bin counts, and
 batches of more than 256 frames (OpenCV's frame index is a uint8 image, counted in chunks).
@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from vsslkit.plans import IGNORE_INDEX
 from vsslkit.tasks.statistics_labels import LABELS, clip_labels, difficulty, motion_boundaries, pattern_masks
 
-# ------------------------- the reference: c350133 verbatim, but for the name of motion_boundaries and no lru_cache
+# ------------------ the reference: c350133 verbatim, but for the name of motion_boundaries and no lru_cache
+
 
 def _twice_grad(f: np.ndarray, axis: int) -> np.ndarray:
     """2 x the central differences along `axis` (one-sided at the border, doubled to match): the 1/2

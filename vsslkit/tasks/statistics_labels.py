@@ -1,7 +1,8 @@
 """Spatio-temporal statistics labels (seed 003 §3.2-3.3): 14 motion and 13 appearance labels of a clip.
 
-Pure, vectorised numpy over a batch: `clip_labels(frames, flow)` with uint8 frames `(B, N, S, S, 3)`
-(RGB) and float flow `(B, N-1, S, S, 2)` (u right, v down, in pixels of the S x S crop). Labels are
+Pure and vectorised over a batch (numpy, and OpenCV's uint8 histograms for the counting):
+`clip_labels(frames, flow)` with uint8 frames `(B, N, S, S, 3)` (RGB) and float flow
+`(B, N-1, S, S, 2)` (u right, v down, in pixels of the S x S crop). Labels are
 computed on the clip *as the network sees it*: the flow has been cropped with the frames' window and,
 on a horizontal flip, mirrored AND negated in u (`vsslkit.data.transforms.crop_flip_flow`).
 
