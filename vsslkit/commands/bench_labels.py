@@ -4,13 +4,17 @@ One run, the same random stride-1 clips of 8 frames, centre-cropped to 56 px: (1
 (`clip_labels` on batches of 32: motion boundaries, 3 patterns, orientation and colour histograms),
 (2) reading frames and flow from the caches plus the labels (what a training step pays), and (3)
 the baseline, computing the clip's optical flow (7 Farneback pairs at 56 px, one thread), which the
-cache saves. The goal (issue 16) is >= 500 clips/s for (1) on the 2-core CPU. Without `--data` it
-renders a small synthetic set (98 videos of 24-32 frames at 64 px) in a temporary folder.
+cache saves. The goal (issue 16) is >= 500 clips/s for (1) on the 2-core CPU. Training computes the
+labels in the training process, one `clip_labels` call per batch after augmentation
+(`StatisticsTask.pixel_labels`), so one process on batches of 32 is what a training step gets; the
+machine's load average is printed beside the rates because other jobs slow the wall clock. Without
+`--data` it renders a small synthetic set (98 videos of 24-32 frames at 64 px) in a temporary folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -94,11 +98,12 @@ def run(args: argparse.Namespace) -> int:
                 for i in range(CLIP_LEN - 1):
                     estimator.pair(gray[i], gray[i + 1])
         flow_s, flow_cpu = time.perf_counter() - start, time.process_time() - cpu
+    load = os.getloadavg()[0]
     labels_rate, read_rate, flow_rate = n / labels_s, n / read_labels_s, n / flow_s
     print(f"bench labels: {n} random clips of {CLIP_LEN} x {SIZE}^2 (stride 1, centre crop) from {what}, "
           f"batches of {BATCH}, seed {args.seed}")
-    print("  (wall clock; in brackets per CPU-second of this process, which a machine shared with other jobs "
-          "inflates less)")
+    print(f"  (wall clock; in brackets per CPU-second of this process, which a machine shared with other jobs "
+          f"inflates less; load average {load:.1f} on {os.cpu_count()} cores)")
     print(f"  27 labels, flow cached:          {labels_rate:8.1f} clips/s ({n / labels_cpu:.1f})")
     print(f"  read frames + flow + 27 labels:  {read_rate:8.1f} clips/s ({n / read_cpu:.1f})")
     print(f"  computing the flow (Farneback, {CLIP_LEN - 1} pairs at {SIZE}^2, 1 thread): {flow_rate:8.1f} clips/s "

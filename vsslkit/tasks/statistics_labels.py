@@ -1,7 +1,8 @@
 """Spatio-temporal statistics labels (seed 003 §3.2-3.3): 14 motion and 13 appearance labels of a clip.
 
-Pure, vectorised numpy over a batch: `clip_labels(frames, flow)` with uint8 frames `(B, N, S, S, 3)`
-(RGB) and float flow `(B, N-1, S, S, 2)` (u right, v down, in pixels of the S x S crop). Labels are
+Pure and vectorised over a batch (numpy, and OpenCV's uint8 histograms for the counting):
+`clip_labels(frames, flow)` with uint8 frames `(B, N, S, S, 3)` (RGB) and float flow
+`(B, N-1, S, S, 2)` (u right, v down, in pixels of the S x S crop). Labels are
 computed on the clip *as the network sees it*: the flow has been cropped with the frames' window and,
 on a horizontal flip, mirrored AND negated in u (`vsslkit.data.transforms.crop_flip_flow`).
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 from vsslkit.plans import IGNORE_INDEX
@@ -130,34 +132,62 @@ def _twice_grad(f: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-def motion_boundaries(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """M_u and M_v, `(B, S, S, 2 components [u, v], 2 derivatives [d/dx, d/dy])`, and the per-flow
-    summed magnitudes `(B, F, 2)` (eq. 3's Σ_pixels |m^i|). The derivative is linear, so M is the
-    gradient of the summed flow."""
+def _pixel_major(flow: np.ndarray) -> np.ndarray:
+    """float32 `(B, F, ..., 2)` → `(..., B, F, 2)`, C-contiguous. In this layout a sum over pixels
+    reduces the outer axes with a long contiguous inner loop (numpy crawls over a reduction whose
+    innermost axis has 2 elements), in the same pixel order, so the float32 sums are bit for bit
+    those of the `(B, F, S, S, 2)` layout. The copy moves (u, v) pairs as one complex64 each."""
+    try:
+        pairs = flow.view(np.complex64)[..., 0]
+    except ValueError:  # the last axis is not contiguous
+        pairs = np.ascontiguousarray(flow).view(np.complex64)[..., 0]
+    order = (*range(2, pairs.ndim), 0, 1)
+    return np.ascontiguousarray(pairs.transpose(order)).view(np.float32).reshape(*flow.shape[2:-1], *flow.shape[:2], 2)
+
+
+def _boundaries(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel-major motion boundaries: ∂M/∂x and ∂M/∂y `(S, S, B, 2 [u, v])` and the per-flow summed
+    magnitudes `(B, F, 2)`. The derivative is linear, so M is the gradient of the summed flow."""
     flow = np.asarray(flow, dtype=np.float32)
-    dx, dy = _twice_grad(flow, 3), _twice_grad(flow, 2)  # columns (x, right), rows (y, down)
+    x = _pixel_major(flow)  # (S, S, B, F, 2)
+    dx, dy = _twice_grad(x, 1), _twice_grad(x, 0)  # columns (x, right), rows (y, down)
     np.multiply(dx, dx, out=dx)
     np.multiply(dy, dy, out=dy)
     dx += dy
-    per_flow = np.sqrt(dx, out=dx).sum(axis=(2, 3)) * 0.5  # (B, F, 2)
-    total = flow.sum(axis=1)  # (B, S, S, 2)
-    return np.stack([_twice_grad(total, 2), _twice_grad(total, 1)], axis=-1) * 0.5, per_flow
+    per_flow = np.sqrt(dx, out=dx).sum(axis=(0, 1)) * 0.5  # (B, F, 2)
+    total = _pixel_major(flow.sum(axis=1)[:, None])[:, :, :, 0]  # Σ_i flow_i, (S, S, B, 2)
+    gx, gy = _twice_grad(total, 1), _twice_grad(total, 0)
+    gx *= 0.5
+    gy *= 0.5
+    return gx, gy, per_flow
 
 
-def _orientation_bins(gx: np.ndarray, gy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """θ = atan2(-gy, gx) in [0, 360) degrees (CCW on screen) → (bin ⌊θ/45⌋, remainder r in [0, 1))."""
-    theta = np.degrees(np.arctan2(-gy, gx)) % 360.0
-    pos = theta / 45.0
-    k = np.floor(pos).astype(np.int64) % 8
-    return k, pos - np.floor(pos)
+def motion_boundaries(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """M_u and M_v, `(B, S, S, 2 components [u, v], 2 derivatives [d/dx, d/dy])`, and the per-flow
+    summed magnitudes `(B, F, 2)` (eq. 3's Σ_pixels |m^i|)."""
+    gx, gy, per_flow = _boundaries(flow)
+    return np.ascontiguousarray(np.stack([gx, gy], axis=-1).transpose(2, 0, 1, 3, 4)), per_flow
+
+
+def _orientation_bins(gx: np.ndarray, gy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """θ = atan2(-gy, gx) in [0, 360) degrees (CCW on screen) → bin ⌊θ/45⌋, θ/45 and ⌊θ/45⌋ (the
+    remainder θ/45 - ⌊θ/45⌋ is 0 on a bin boundary)."""
+    pos = np.arctan2(np.negative(gy), gx)
+    np.degrees(pos, out=pos)  # in [-180, 180]
+    # θ mod 360 as np.remainder computes it (fmod, here the identity, then + 360 where negative, and
+    # -0 -> +0, which no bin or boundary test can tell apart), at a fraction of its cost
+    np.add(pos, 360.0, out=pos, where=pos < 0)
+    np.divide(pos, 45.0, out=pos)
+    floor = np.floor(pos)
+    return floor.astype(np.int64) & 7, pos, floor  # & 7: mod 8 (θ = 360 after rounding is bin 0)
 
 
 @lru_cache(maxsize=8)
 def _regions(size: int) -> tuple[np.ndarray, np.ndarray, dict[int, slice]]:
     """The coarsest partition that refines all three patterns (64 regions at any size): every pixel's
     region `(S*S,)`, the region -> block membership `(R, 28)` (float32; P3's diagonal regions belong
-    to two triangles) and each pattern's columns. Histograms are counted once per region (one small
-    `bincount`) and summed into blocks with one matrix product: this is what makes the labels fast."""
+    to two triangles) and each pattern's columns. Histograms are counted once per region and summed
+    into blocks with one matrix product: this is what makes the labels fast."""
     masks = pattern_masks(size)
     stacked = np.concatenate([masks[1], masks[2], masks[3]]).reshape(28, -1)
     keys, region = np.unique(stacked.T, axis=0, return_inverse=True)
@@ -168,21 +198,22 @@ def _motion(flow: np.ndarray, size: int, eps: float, soft: bool) -> dict[str, np
     b = flow.shape[0]
     region, member, cols = _regions(size)
     r = len(member)
-    total, per_flow = motion_boundaries(flow)  # (B, S, S, 2 [u, v], 2 [dx, dy]) = M_u, M_v
-    mag = np.sqrt((total ** 2).sum(-1)).reshape(b, -1, 2)  # (B, S*S, 2)
-    bins, rem = _orientation_bins(total[..., 0], total[..., 1])
-    bins, rem = bins.reshape(b, -1, 2), rem.reshape(b, -1, 2)
-    moving = mag.mean(axis=1) >= eps  # (B, 2)
-    # orientation histogram per (clip, component, bin, region), magnitude-weighted
-    base = (np.arange(b)[:, None, None] * 2 + np.arange(2)[None, None, :]) * 8  # (B, 1, 2)
-    reg = region[None, :, None]
-    if soft:  # the reference: 1 - r to bin k, r to bin k + 1
-        first, second, share = bins, (bins + 1) % 8, rem
-    else:  # hard bins; a pixel exactly on a boundary gives half to each neighbour (see above)
-        first, second, share = bins, (bins - 1) % 8, 0.5 * (rem == 0)
+    gx, gy, per_flow = _boundaries(flow)  # (S, S, B, 2 [u, v]) each
+    mag = np.sqrt(gx * gx + gy * gy).reshape(-1, b, 2)  # (S*S, B, 2)
+    bins, pos, floor = (a.reshape(-1, b, 2) for a in _orientation_bins(gx, gy))
+    moving = mag.mean(axis=0) >= eps  # (B, 2)
+    # orientation histogram per (clip, component, bin, region), magnitude-weighted; each cell's
+    # float64 sum runs over its pixels in pixel order
+    cell = (np.arange(b)[None, :, None] * 2 + np.arange(2)[None, None, :]) * (8 * r) + region[:, None, None]
     size_out = b * 2 * 8 * r
-    hist = np.bincount(((base + first) * r + reg).ravel(), (mag * (1 - share)).ravel(), minlength=size_out)
-    hist += np.bincount(((base + second) * r + reg).ravel(), (mag * share).ravel(), minlength=size_out)
+    if soft:  # the reference: 1 - r to bin k, r to bin k + 1
+        rem = pos - floor
+        hist = np.bincount((bins * r + cell).ravel(), (mag * (1 - rem)).ravel(), minlength=size_out)
+        hist += np.bincount((((bins + 1) % 8) * r + cell).ravel(), (mag * rem).ravel(), minlength=size_out)
+    else:  # hard bins; a pixel exactly on a boundary gives half to each neighbour (see above)
+        share = 0.5 * (pos == floor)
+        hist = np.bincount((bins * r + cell).ravel(), (mag * (1 - share)).ravel(), minlength=size_out)
+        hist += np.bincount((((bins - 1) & 7) * r + cell).ravel(), (mag * share).ravel(), minlength=size_out)
     hist = (hist.reshape(b * 2 * 8, r).astype(np.float32) @ member).reshape(b, 2, 8, 28)  # per block
     sums = hist.sum(2)  # (B, 2, 28): every pixel's magnitude went to some bin
     area = member.T @ np.bincount(region, minlength=r).astype(np.float32)  # (28,) pixels per block
@@ -201,24 +232,45 @@ def _motion(flow: np.ndarray, size: int, eps: float, soft: bool) -> dict[str, np
     return out
 
 
+_COLOUR_BITS = np.array([[4, 2, 1]], np.float32)  # cv2.transform: one weighted sum of R, G, B per pixel
+_FRAMES_PER_CALL = 256  # the frame index is a uint8 image
+
+
+@lru_cache(maxsize=4)
+def _index_images(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 companions of up to 256 S x S frames stacked into one `(frames * S, S)` image, for
+    `cv2.calcHist`: each pixel's region and each pixel's frame (so one call counts every frame).
+    The first k * S rows serve k frames."""
+    region = _regions(size)[0].reshape(size, size).astype(np.uint8)
+    regions = np.ascontiguousarray(np.broadcast_to(region, (_FRAMES_PER_CALL, size, size)).reshape(-1, size))
+    index = np.arange(_FRAMES_PER_CALL, dtype=np.uint8)[:, None, None]
+    index = np.ascontiguousarray(np.broadcast_to(index, (_FRAMES_PER_CALL, size, size)).reshape(-1, size))
+    regions.flags.writeable = index.flags.writeable = False
+    return regions, index
+
+
 def _appearance(frames: np.ndarray, size: int, hist_bins: int) -> dict[str, np.ndarray]:
     b, n = frames.shape[:2]
-    region, member, cols = _regions(size)
+    _, member, cols = _regions(size)
     r = len(member)
-    frames = np.ascontiguousarray(frames, dtype=np.uint8).reshape(b, n, size * size, 3)
-    # colour bin per pixel; counts per (clip, colour, region) over all frames, then per block
-    colour = ((frames[..., 0] >> 7) << 2) | ((frames[..., 1] >> 7) << 1) | (frames[..., 2] >> 7)  # (B, N, P)
-    cidx = (np.arange(b)[:, None, None] * 8 + colour) * r + region
-    colours = np.bincount(cidx.ravel(), minlength=b * 8 * r).reshape(b, 8, r).astype(np.float32)
+    frames = np.ascontiguousarray(frames, dtype=np.uint8).reshape(b * n, size, size, 3)
+    # per frame: pixels per (colour, region) and per (channel, bin, region), counted by OpenCV's
+    # uint8 histogram (exact integer counts, 2-3x faster than np.bincount over int64 indices)
+    colours = np.empty((b * n, 8, r), np.float32)
+    counts = np.empty((b * n, 3, hist_bins, r), np.float32)
+    for s in range(0, b * n, _FRAMES_PER_CALL):
+        chunk = frames[s : s + _FRAMES_PER_CALL]
+        k = len(chunk)
+        image = chunk.reshape(k * size, size, 3)
+        regions, index = (a[: k * size] for a in _index_images(size))
+        colour = cv2.transform(image >> 7, _COLOUR_BITS)  # c = 4*[R>=128] + 2*[G>=128] + [B>=128]
+        colours[s : s + k] = cv2.calcHist([index, colour, regions], [0, 1, 2], None, [k, 8, r], [0, k, 0, 8, 0, r])
+        for c in range(3):
+            counts[s : s + k, c] = cv2.calcHist([index, image, regions], [0, 1 + c, 4], None, [k, hist_bins, r],
+                                                [0, k, 0, 256, 0, r])
+    colours = colours.reshape(b, n, 8, r).sum(1)  # (B, 8, R) over all frames
     colour_counts = colours @ member  # (B, 8, 28)
-    # per-frame channel histograms per (clip, frame, channel, bin, region), then per block
-    shift = int(np.log2(256 // hist_bins))
-    # int64 throughout: bincount converts anything else to it first, which costs more than the count
-    idx = np.multiply(frames >> shift, r, dtype=np.int64)  # (B, N, P, 3)
-    idx += (np.arange(3) * (hist_bins * r))[None, None, None, :] + region[:, None]
-    idx += (np.arange(b * n) * (3 * hist_bins * r)).reshape(b, n, 1, 1)
-    counts = np.bincount(idx.ravel(), minlength=b * n * 3 * hist_bins * r)
-    hist = (counts.reshape(-1, r).astype(np.float32) @ member).reshape(b, n, 3, hist_bins, 28)
+    hist = (counts.reshape(-1, r) @ member).reshape(b, n, 3, hist_bins, 28)
     iou = (hist.min(axis=1).sum(2) / np.maximum(hist.max(axis=1).sum(2), 1)).mean(1)  # (B, 28)
     out: dict[str, np.ndarray] = {}
     rows = np.arange(b)
