@@ -123,6 +123,9 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
                      help="never pick an SCP partner of the same group (default on)")
     p.add_argument("--targets", choices=("classification", "1d", "2d"), default=None,
                    help="statistics: 27 classification heads (default), 1D or 2D regression (seed 003 eqs. 8-9)")
+    p.add_argument("--stat-head", choices=("pooled", "grid"), default=None,
+                   help="statistics: the heads read the globally pooled features (default) or the last map "
+                        "pooled to a 4x4 grid, which keeps where things are (the location labels need it)")
 
 
 def task_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -150,6 +153,10 @@ def task_options(args: argparse.Namespace) -> dict[str, Any]:
         options["speeds"] = tuple(args.speeds)
     if getattr(args, "targets", None):
         options["targets"] = args.targets
+    if getattr(args, "stat_head", None):
+        if args.task != "statistics":
+            raise UsageError("--stat-head", f"only --task statistics takes it, not --task {args.task}")
+        options["head"] = args.stat_head
     return options
 
 
