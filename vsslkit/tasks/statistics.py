@@ -82,6 +82,7 @@ class StatisticsTask:
     soft_orientation: bool = False
     extra_frames: int = 0
     head: str = "pooled"
+    flow_sigma: float = 0.0  # > 0: blur each flow before the motion labels (statistics_labels.smooth_flow)
     name: ClassVar[str] = "statistics"
     flow_clips: ClassVar[tuple[str, ...]] = ("clip",)
 
@@ -92,6 +93,8 @@ class StatisticsTask:
         bad = [g for g in self.groups if g not in GROUPS]
         if bad or not self.groups:
             raise ValueError(f"groups must be a non-empty subset of {', '.join(GROUPS)}, got {list(self.groups)}")
+        if self.flow_sigma < 0:
+            raise ValueError(f"flow_sigma must be >= 0, got {self.flow_sigma}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.clip_len < 3:
@@ -131,7 +134,7 @@ class StatisticsTask:
         want_motion = any(g.startswith("m") for g in self.groups)
         want_app = any(g.startswith("a") for g in self.groups)
         return clip_labels(frames, flow, hist_bins=self.hist_bins, soft_orientation=self.soft_orientation,
-                           motion=want_motion, appearance=want_app)
+                           motion=want_motion, appearance=want_app, flow_sigma=self.flow_sigma)
 
     def pixel_labels(self, clips: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
                      augment: dict[str, Any]) -> dict[str, torch.Tensor]:
