@@ -177,3 +177,43 @@ def test_cli_pretrain_pretext_eval_and_evaluate(tmp_path, capsys):
     assert main(["bench", "labels", "--data", str(root), "--store", str(tmp_path / "bench"), "--clips", "32"]) == 0
     out = capsys.readouterr().out
     assert "27 labels, flow cached" in out and "labels / flow computation:" in out and "goal >= 500 clips/s" in out
+
+
+def test_grid_head_keeps_the_layout_that_pooling_loses():
+    """`head="grid"`: the heads read a 4 x 4 grid of the last map, so moving a blob across the map
+    changes their outputs; the pooled head cannot tell the two maps apart (why the location labels
+    stay at chance with it). `--stat-head grid` reaches the task."""
+    import argparse
+
+    from vsslkit.commands.common import UsageError, task_options
+
+    class Maps:  # a `Features` whose last map is given
+        def __init__(self, x: torch.Tensor):
+            self.x = x
+
+        def maps(self, name: str, layer: str) -> torch.Tensor:
+            assert (name, layer) == ("clip", "pre_pool")
+            return self.x
+
+        def pooled(self, name: str) -> torch.Tensor:
+            return self.x.mean(dim=(2, 3, 4))
+
+    backbone = build_backbone("r3d_10", width=0.125)
+    left, right = torch.zeros(2, backbone.feature_dim, 1, 4, 4), torch.zeros(2, backbone.feature_dim, 1, 4, 4)
+    left[..., 1, 0], right[..., 1, 3] = 1.0, 1.0
+    torch.manual_seed(0)
+    pooled, grid = StatisticsTask(), StatisticsTask(head="grid")
+    head = pooled.make_module(backbone)
+    a, b = (head(Maps(x)) for x in (left, right))
+    assert torch.equal(a["m1_pu"], b["m1_pu"])
+    head = grid.make_module(backbone)
+    a, b = (head(Maps(x)) for x in (left, right))
+    assert not torch.allclose(a["m1_pu"], b["m1_pu"]) and a["m1_pu"].shape == (2, 16)
+    model = PretextModel(backbone, make_task("statistics", clip_len=8, head="grid"))
+    assert model.head(Maps(torch.randn(3, backbone.feature_dim, 1, 2, 2)))["a_C"].shape == (3, 8)
+    with pytest.raises(ValueError, match="head must be"):
+        StatisticsTask(head="spatial")
+    args = argparse.Namespace(task="statistics", speed_pool=None, sampling=None, stat_head="grid")
+    assert task_options(args) == {"head": "grid"}
+    with pytest.raises(UsageError):
+        task_options(argparse.Namespace(task="pace", speed_pool=None, sampling=None, stat_head="grid"))

@@ -123,6 +123,12 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
                      help="never pick an SCP partner of the same group (default on)")
     p.add_argument("--targets", choices=("classification", "1d", "2d"), default=None,
                    help="statistics: 27 classification heads (default), 1D or 2D regression (seed 003 eqs. 8-9)")
+    p.add_argument("--stat-head", choices=("pooled", "grid"), default=None,
+                   help="statistics: the heads read the globally pooled features (default) or the last map "
+                        "pooled to a 4x4 grid, which keeps where things are (the location labels need it)")
+    p.add_argument("--flow-sigma", type=float, default=None,
+                   help="statistics: blur each flow by a Gaussian of this many px before the motion labels "
+                        "(default 0: the paper's labels); damps flow noise, keeps object edges")
 
 
 def task_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -150,6 +156,15 @@ def task_options(args: argparse.Namespace) -> dict[str, Any]:
         options["speeds"] = tuple(args.speeds)
     if getattr(args, "targets", None):
         options["targets"] = args.targets
+    if getattr(args, "stat_head", None):
+        if args.task != "statistics":
+            raise UsageError("--stat-head", f"only --task statistics takes it, not --task {args.task}")
+        options["head"] = args.stat_head
+    if getattr(args, "flow_sigma", None) is not None:
+        if args.task != "statistics" or args.flow_sigma < 0:
+            raise UsageError("--flow-sigma", f"takes a sigma >= 0 px with --task statistics (got {args.flow_sigma} "
+                             f"with --task {args.task})")
+        options["flow_sigma"] = args.flow_sigma
     return options
 
 

@@ -17,6 +17,12 @@ eq. 8 as the reference code computes it) or "2d" (P1 and P3 locations as 2-vecto
 logs the paper's pretext accuracy: exact match per label (regression rounded), mean over labels.
 `groups` selects label groups for the ablations (T1): "m1" "m2" "m3" (motion per pattern), "mg"
 (global motion), "a1" "a2" "a3", "ag" (global colour).
+
+`head=` says what the heads read: "pooled" (default) is the backbone's global average, which throws
+away *where* things are, so the block-location labels (every `p*` label, and the orientations of
+the chosen block) can only be guessed; "grid" is the paper's layout-keeping head (C3D's fc layers
+read the flattened pool5 map): the last stage's map averaged over time and pooled to a 4 x 4 grid
+(pattern 1's blocks), flattened, then the same linear heads.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from vsslkit.tasks.statistics_labels import (
 )
 
 TARGETS = ("classification", "1d", "2d")
+HEADS = ("pooled", "grid")
+GRID = 4  # cells per side of the "grid" head's map: pattern 1's 4 x 4 blocks
 GROUPS = ("m1", "m2", "m3", "mg", "a1", "a2", "a3", "ag")
 
 
@@ -73,6 +81,8 @@ class StatisticsTask:
     hist_bins: int = 32  # 32 at 56 px (SPECS B6); the reference uses 256 at 112
     soft_orientation: bool = False
     extra_frames: int = 0
+    head: str = "pooled"
+    flow_sigma: float = 0.0  # > 0: blur each flow before the motion labels (statistics_labels.smooth_flow)
     name: ClassVar[str] = "statistics"
     flow_clips: ClassVar[tuple[str, ...]] = ("clip",)
 
@@ -83,6 +93,10 @@ class StatisticsTask:
         bad = [g for g in self.groups if g not in GROUPS]
         if bad or not self.groups:
             raise ValueError(f"groups must be a non-empty subset of {', '.join(GROUPS)}, got {list(self.groups)}")
+        if self.flow_sigma < 0:
+            raise ValueError(f"flow_sigma must be >= 0, got {self.flow_sigma}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.clip_len < 3:
             raise ValueError(f"statistics needs clips of at least 3 frames (2 flows), got {self.clip_len}")
         if self.extra_frames:
@@ -120,7 +134,7 @@ class StatisticsTask:
         want_motion = any(g.startswith("m") for g in self.groups)
         want_app = any(g.startswith("a") for g in self.groups)
         return clip_labels(frames, flow, hist_bins=self.hist_bins, soft_orientation=self.soft_orientation,
-                           motion=want_motion, appearance=want_app)
+                           motion=want_motion, appearance=want_app, flow_sigma=self.flow_sigma)
 
     def pixel_labels(self, clips: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
                      augment: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -139,10 +153,14 @@ class StatisticsTask:
 
     def make_module(self, backbone: nn.Module) -> nn.Module:
         dim = int(backbone.feature_dim)
+        if self.head == "grid":
+            dim *= GRID * GRID
         if self.targets == "classification":
-            return OnPooled(MultiHead(dim, self.heads))
-        motion, appearance = regression_width(self.targets == "2d")
-        return OnPooled(_Regression(dim, motion, appearance))
+            inner: nn.Module = MultiHead(dim, self.heads)
+        else:
+            motion, appearance = regression_width(self.targets == "2d")
+            inner = _Regression(dim, motion, appearance)
+        return OnGrid(inner) if self.head == "grid" else OnPooled(inner)
 
     def loss(self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
              extras: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
@@ -186,6 +204,20 @@ def pretext_accuracy(metrics: dict[str, float], names: tuple[str, ...]) -> dict[
         if values:
             out[key] = float(np.mean(values))
     return out
+
+
+class OnGrid(nn.Module):
+    """Runs a head on the last stage's map of clip "clip", time-averaged and pooled to a GRID x GRID
+    grid, flattened channel-major: `(B, C * GRID * GRID)`; the layout survives, unlike `OnPooled`."""
+
+    def __init__(self, head: nn.Module, clip: str = "clip"):
+        super().__init__()
+        self.head, self.clip = head, clip
+
+    def forward(self, features: Any) -> dict[str, torch.Tensor]:
+        x = features.maps(self.clip, "pre_pool").mean(dim=2)  # (B, C, H', W')
+        x = F.adaptive_avg_pool2d(x, GRID)
+        return self.head(x.flatten(1))
 
 
 class _Regression(nn.Module):

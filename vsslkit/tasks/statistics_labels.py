@@ -284,12 +284,29 @@ def _appearance(frames: np.ndarray, size: int, hist_bins: int) -> dict[str, np.n
     return out
 
 
+def smooth_flow(flow: np.ndarray, sigma: float) -> np.ndarray:
+    """Each flow field blurred by a Gaussian of `sigma` px (reflected border), float32.
+
+    Why: a motion-boundary label sums |∇M| over a block. Blurring keeps the summed |∇| of a step (an
+    object's edge: its height, however wide the ramp) but shrinks that of pixel-scale flow noise, so
+    the object's block stands out more against sensor noise (docs/results/statistics.md)."""
+    flow = np.asarray(flow, dtype=np.float32)
+    b, f, s = flow.shape[0], flow.shape[1], flow.shape[2]
+    fields = np.ascontiguousarray(flow).reshape(b * f, s, s, 2)
+    out = np.empty_like(fields)
+    for i in range(b * f):
+        out[i] = cv2.GaussianBlur(fields[i], (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+    return out.reshape(flow.shape)
+
+
 def clip_labels(frames: np.ndarray, flow: np.ndarray, *, eps: float = 1e-3, hist_bins: int = 32,
-                soft_orientation: bool = False, motion: bool = True, appearance: bool = True) -> dict[str, np.ndarray]:
+                soft_orientation: bool = False, motion: bool = True, appearance: bool = True,
+                flow_sigma: float = 0.0) -> dict[str, np.ndarray]:
     """The 27 labels (int64 `(B,)` each, 0-based, `IGNORE_INDEX` where undefined) of a batch of clips.
 
     `frames` uint8 `(B, N, S, S, 3)` RGB, `flow` float `(B, N-1, S, S, 2)`; see the module docstring.
-    `motion=False` / `appearance=False` skip a group (its labels are then absent).
+    `motion=False` / `appearance=False` skip a group (its labels are then absent). `flow_sigma` > 0
+    blurs each flow first (`smooth_flow`; 0, the default, is the paper's labels).
     """
     frames, flow = np.asarray(frames), np.asarray(flow)
     if frames.ndim != 5 or frames.shape[-1] != 3 or frames.shape[2] != frames.shape[3]:
@@ -300,8 +317,10 @@ def clip_labels(frames: np.ndarray, flow: np.ndarray, *, eps: float = 1e-3, hist
     if 256 % hist_bins or hist_bins & (hist_bins - 1):
         raise ValueError(f"hist_bins must be a power of 2 dividing 256, got {hist_bins}")
     out: dict[str, np.ndarray] = {}
+    if flow_sigma < 0:
+        raise ValueError(f"flow_sigma must be >= 0, got {flow_sigma}")
     if motion:
-        out.update(_motion(flow, size, eps, soft_orientation))
+        out.update(_motion(smooth_flow(flow, flow_sigma) if flow_sigma > 0 else flow, size, eps, soft_orientation))
     if appearance:
         out.update(_appearance(frames, size, hist_bins))
     return {name: out[name].astype(np.int64) for name in LABELS if name in out}
