@@ -53,8 +53,7 @@ VARIANTS: list[tuple[str, PretrainConfig | None]] = [
 POSTER_TABLE_1 = {"ASCNet 3D R18": (80.5, 52.3), "ASCNet S3D-G": (90.8, 60.5), "Supervised K400 3D R18": (84.4, 56.4)}
 POSTER_TABLE_2 = {"ASCNet 3D R18": (58.9, 82.2, 93.4), "RSPNet 3D R18": (41.1, 68.4, 88.7),
                   "Pace 3D R18": (23.8, 46.4, 69.8)}
-# Default budget: 3 seeds x 8 arms inside 25 minutes on an idle 2-core machine (see docs/results/ascnet_reproduce.md
-# for the measurement this extrapolates from).
+# Default budget: 3 seeds x 8 arms took 9.6 min on the idle 2-core machine (docs/results/ascnet_reproduce.md).
 ASCNET_PRETRAIN_STEPS = 40
 ASCNET_DOWNSTREAM = replace(CPU_DOWNSTREAM, finetune_steps=30, clips_per_video=4)
 METRICS = (("linear_probe", "video_accuracy", "linear probe"), ("retrieval", "R@1", "R@1"),
