@@ -34,7 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vsslkit.data.store import BuildReport, _absolute, _fsync, _locked, build_each
+from vsslkit.data.store import BuildReport, _absolute, _commit, _locked, build_each
 from vsslkit.data.video import VideoError
 from vsslkit.errors import DiskFullError, is_disk_full
 
@@ -212,10 +212,7 @@ class FlowCache:
                 out.flush()
                 os.fsync(out.fileno())
             meta = {**expected, "clipped_values": clipped, "shape": [count - 1, h, w, 2]}
-            tmp_json.write_text(json.dumps(meta, indent=1))
-            _fsync(tmp_json)
-            os.replace(tmp_npy, final_npy)
-            os.replace(tmp_json, final_json)  # the commit
+            _commit(meta, tmp_npy, final_npy, tmp_json, final_json)
             return meta
         except OSError as exc:
             if is_disk_full(exc):

@@ -213,10 +213,7 @@ class FrameStore:
             _raw_to_npy(raw, tmp_npy, (count, *shape))
             raw.unlink()  # free its space before the JSON is written
             meta = self._record(source, stat, content, count, shape, fps, rotation, codec, error)
-            tmp_json.write_text(json.dumps(meta, indent=1))
-            _fsync(tmp_json)
-            os.replace(tmp_npy, final_npy)  # renames need no space: both files are complete now
-            os.replace(tmp_json, final_json)  # the commit
+            _commit(meta, tmp_npy, final_npy, tmp_json, final_json)
             return meta
         except OSError as exc:
             if is_disk_full(exc):
@@ -363,6 +360,17 @@ def _npy_shape(path: Path) -> tuple[int, ...] | None:
     if dtype != np.uint8 or fortran or os.path.getsize(path) != offset + int(np.prod(shape)):
         return None
     return tuple(shape)
+
+
+def _commit(meta: dict[str, Any], tmp_npy: Path, final_npy: Path, tmp_json: Path, final_json: Path) -> None:
+    """Write the record beside a complete .npy and commit both: the JSON's rename is the commit marker.
+
+    Shared by the frame store and the flow cache. Renames need no space, so once both temporary files
+    are written and synced a full disk can no longer leave a half-committed entry."""
+    tmp_json.write_text(json.dumps(meta, indent=1))
+    _fsync(tmp_json)
+    os.replace(tmp_npy, final_npy)
+    os.replace(tmp_json, final_json)  # the commit
 
 
 def _fsync(path: Path) -> None:
