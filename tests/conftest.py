@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,19 @@ def real_videos() -> Path:
     if not (REAL_VIDEOS / "manifest.csv").is_file():
         pytest.skip(f"real videos not found at {REAL_VIDEOS} (set VSSLKIT_REAL_VIDEOS)")
     return REAL_VIDEOS.resolve()
+
+
+TORCHRUN_2_RANKS = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def run_as_script(script: str | Path, out: Path, launcher: list[str] | None = None) -> str:
+    """Run a test module as a script (its `__main__` trains into `out`), alone or under a launcher
+    such as `TORCHRUN_2_RANKS`; one CPU thread per process, the repo on PYTHONPATH. Returns stdout."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, *(launcher or []), str(script), str(out)], env=env, capture_output=True,
+                          text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
 
 
 def moving_square_frames(num_frames: int = 40, size: int = 48, seed: int = 0) -> np.ndarray:

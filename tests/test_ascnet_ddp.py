@@ -7,8 +7,6 @@ batch 4) or under `torch.distributed.run --nproc_per_node=2` (batch 2 per rank).
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -53,19 +51,16 @@ def train(out_dir: str) -> None:
     cleanup()
 
 
-def _run(args: list[str], out: Path) -> str:
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, *args, __file__, str(out)], env=env, capture_output=True, text=True,
-                          timeout=240, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
-
-
 @pytest.mark.slow
 def test_two_gloo_ranks_share_one_bank_and_table(tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    _run([], single)
-    out = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], ddp)
+    from conftest import (  # not at the top: the ranks run this file as a script
+        TORCHRUN_2_RANKS,
+        run_as_script,
+    )
+
+    run_as_script(__file__, single)
+    out = run_as_script(__file__, ddp, TORCHRUN_2_RANKS)
     assert "rank 0/2" in out and "rank 1/2" in out
     r0, r1 = (torch.load(ddp / f"bank_rank{r}.pt", weights_only=True) for r in (0, 1))
     ref = torch.load(single / "bank_rank0.pt", weights_only=True)

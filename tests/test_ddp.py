@@ -8,8 +8,6 @@ dropout, so per-rank averaged gradients equal the full-batch gradient and the ru
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -48,14 +46,6 @@ def train(out_dir: str) -> None:
     cleanup()
 
 
-def _run(args: list[str], out: Path) -> str:
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, *args, __file__, str(out)], env=env, capture_output=True, text=True,
-                          timeout=240, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
-
-
 def _losses(out: Path) -> list[float]:
     with (out / "metrics.csv").open(newline="") as f:
         return [float(r["loss"]) for r in csv.DictReader(f)]
@@ -64,8 +54,13 @@ def _losses(out: Path) -> list[float]:
 @pytest.mark.slow
 def test_two_gloo_ranks_match_a_single_process(tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    _run([], single)
-    out = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], ddp)
+    from conftest import (  # not at the top: the ranks run this file as a script
+        TORCHRUN_2_RANKS,
+        run_as_script,
+    )
+
+    run_as_script(__file__, single)
+    out = run_as_script(__file__, ddp, TORCHRUN_2_RANKS)
     assert "rank 0/2" in out and "rank 1/2" in out
     assert "checkpoint None" in out  # rank 1 wrote no checkpoint
     r0, r1 = (torch.load(ddp / f"weights_rank{r}.pt", weights_only=True) for r in (0, 1))
