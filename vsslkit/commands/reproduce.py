@@ -1,6 +1,8 @@
 """`vsslkit reproduce ablation`: the thesis' Tables 4.1/4.2 in miniature (vsslkit.experiments.ablation);
 `vsslkit reproduce playback-order`: seed 002's Tables 2-7 (vsslkit.experiments.playback_order);
-`vsslkit reproduce ascnet`: seed 004's arms (vsslkit.experiments.ascnet). One set of flags, one runner."""
+`vsslkit reproduce ascnet`: seed 004's arms (vsslkit.experiments.ascnet). One set of flags, one runner.
+`vsslkit reproduce from-scratch`: seed 001's arms (vsslkit.experiments.from_scratch), its own flags: it
+trains classifiers from scratch, so it has no pretrain / fine-tune split."""
 
 from __future__ import annotations
 
@@ -42,6 +44,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "takes about 25 minutes on an idle 2-core machine.")
     _add_common(c, out="runs/ascnet", what="arms", paper="the poster")
     c.set_defaults(func=run_ascnet)
+    _add_from_scratch(sub)
+
+
+def _add_from_scratch(sub: argparse._SubParsersAction) -> None:
+    """Flags of `reproduce from-scratch`. --lr / --sim-weight / --cycle-weight default to FromScratchConfig's
+    (not read here: that would import torch for `vsslkit --help`); results.json records the values used."""
+    from vsslkit.commands.arguments import non_negative_float, positive_float
+    from vsslkit.experiments import from_scratch as fs
+
+    arms = ", ".join(f"{a.name} = {a.label}" for a in fs.ARMS)
+    p = sub.add_parser(
+        "from-scratch", help="seed 001 Tables 4.1/4.2: classification from scratch +/- tracking +/- direction",
+        description="Train every arm from scratch (classification only, + tracking, + direction, + both, and the "
+                    "(w1, w2) grid of Table 4.2) with the same FromScratchConfig except the two loss weights, "
+                    "seeds x arms; report the test Hit@1/Hit@5 at the last step and at the best validation step "
+                    "(a held-out part of the training videos, never the test set), paired differences against "
+                    "classification only, direction accuracy, tracking error, the thesis' numbers beside. "
+                    f"Results are saved after every run; rerunning skips finished runs. {fs.BUDGET_NOTE}")
+    p.add_argument("--data", type=Path, default=Path("data/synthetic"),
+                   help="dataset root (the synthetic set: `vsslkit data synthetic`; or UCF101/HMDB51)")
+    p.add_argument("--split", type=int, choices=(1, 2, 3), default=1)
+    p.add_argument("--out", type=Path, default=Path("runs/from_scratch"))
+    p.add_argument("--seeds", type=int_at_least(1), default=3, help="seeds 0..N-1 (default 3)")
+    p.add_argument("--arms", nargs="+", choices=fs.ARM_NAMES, default=list(fs.ARM_NAMES), metavar="ARM",
+                   help=f"arms to run (default all; classification only always runs: every gain is paired "
+                        f"against it): {arms}")
+    p.add_argument("--steps", type=int_at_least(1), default=fs.STEPS, help=f"optimiser steps per run (default {fs.STEPS})")
+    p.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate (default: FromScratchConfig's)")
+    p.add_argument("--sim-weight", type=non_negative_float, default=None,
+                   help="factor of l_sim in l_track (default: FromScratchConfig's)")
+    p.add_argument("--cycle-weight", type=non_negative_float, default=None,
+                   help="λ of the long and skip cycles in l_track (default: FromScratchConfig's)")
+    p.add_argument("--val-every", type=int_at_least(1), default=fs.VAL_EVERY,
+                   help=f"steps between validation scores (default {fs.VAL_EVERY})")
+    p.add_argument("--val-clips", type=int_at_least(1), default=fs.VAL_CLIPS,
+                   help=f"non-overlapping clips per validation video (default {fs.VAL_CLIPS})")
+    p.add_argument("--test-clips", type=int_at_least(1), default=fs.TEST_CLIPS,
+                   help="non-overlapping clips per test video (default: all of them, as the thesis scores)")
+    p.add_argument("--device", type=device, default="auto")
+    p.add_argument("--progress", action="store_true")
+    p.add_argument("--table-from", type=Path, default=None, metavar="RESULTS_JSON",
+                   help="do not run: re-render the table (and the ordering against the thesis) from a results.json")
+    p.set_defaults(func=run_from_scratch)
 
 
 def _add_common(p: argparse.ArgumentParser, *, out: str, what: str, paper: str) -> None:
@@ -112,3 +157,26 @@ def run_ascnet(args: argparse.Namespace) -> int:
     return _reproduce(args, table_from=asc.ascnet_table_from_results, variants=asc.VARIANTS,
                       pretrain_steps=asc.ASCNET_PRETRAIN_STEPS, downstream=asc.ASCNET_DOWNSTREAM,
                       make_plan=asc.ascnet_plan, run_plan=asc.run_ascnet)
+
+
+def run_from_scratch(args: argparse.Namespace) -> int:
+    from vsslkit.errors import UsageError
+    from vsslkit.experiments import from_scratch as fs
+
+    if args.table_from is not None:
+        print(fs.table_from_results(args.table_from))
+        return 0
+    if not args.data.is_dir():
+        raise UsageError(args.data, "no such dataset folder (build the synthetic set with "
+                         f"`vsslkit data synthetic --out {args.data}`)")
+    names = {fs.BASELINE, *args.arms}
+    overrides = {k: v for k, v in (("lr", args.lr), ("sim_weight", args.sim_weight),
+                                   ("cycle_weight", args.cycle_weight)) if v is not None}
+    plan = fs.FromScratchPlan(data_root=args.data, out_dir=args.out, seeds=tuple(range(args.seeds)),
+                              arms=[a for a in fs.ARMS if a.name in names], steps=args.steps,
+                              val_every=args.val_every, val_clips=args.val_clips, test_clips=args.test_clips,
+                              overrides=overrides, split=args.split, device=args.device, progress=args.progress,
+                              command="vsslkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    fs.run_reproduction(plan)
+    print(f"table: {args.out / 'table.md'}; every run with its config: {args.out / 'results.json'}")
+    return 0

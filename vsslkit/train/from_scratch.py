@@ -213,15 +213,15 @@ def direction_accuracy(model: PretextModel, paths: Sequence[str | Path], num_fra
 
 def evaluate_from_scratch(model: PretextModel, config: FromScratchConfig, test: Any, store: Any, *,
                           synthetic_root: str | Path | None = None, device: str | torch.device = "cpu",
-                          seed: int = 0) -> dict[str, Any]:
+                          seed: int = 0, max_clips: int | None = None) -> dict[str, Any]:
     """Held-out scores of one run: video-level classification over non-overlapping clips (Hit@1,
-    Hit@5, confusion counts), the direction branch's accuracy (when trained) and, on the
+    Hit@5, confusion counts; at most `max_clips` per video when given), the direction branch's accuracy (when trained) and, on the
     synthetic set, the tracker's centre error against the constant-position baseline (when trained)."""
     from vsslkit.eval.video_level_clips import video_scores
 
     out: dict[str, Any] = {"classification": video_scores(
         BranchPredictor(model, "cls"), test.paths, test.labels, test.num_frames, store, clip_len=config.clip_len,
-        size=config.size, num_classes=len(test.class_names), device=device)}
+        size=config.size, num_classes=len(test.class_names), device=device, max_clips=max_clips)}
     if "dir" in model.head.branches:
         out["direction"] = direction_accuracy(model, test.paths, test.num_frames, store, clip_len=config.clip_len,
                                               size=config.size, seed=seed, device=device)
