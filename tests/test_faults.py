@@ -370,12 +370,35 @@ def _rows(out: Path) -> int:
 
 @pytest.mark.parametrize("flags", BRANCHES)
 def test_kill_9_at_a_random_step_then_resume_is_bit_identical(synthetic, tmp_path, flags):
+    _kill_9_then_resume(lambda out: _pretrain(synthetic, out, flags), tmp_path)
+
+
+# seed 001's joint from-scratch run (`train-joint`): classification + TimeCycle (its patch draws and
+# affine ground truth come from the sampler's RNG) + arrow of time, every branch on
+JOINT = ["--short-side", "32", "--size", "32", "--width", "0.0625", "--clip-len", "4", "--batch-size", "4",
+         "--no-progress", "--no-evaluate", "--device", "cpu"]
+
+
+def _train_joint(synthetic, out: Path) -> subprocess.Popen:
+    root, store = synthetic
+    cmd = [sys.executable, "-m", "vsslkit", "train-joint", "--data", str(root), "--store", str(store), "--out",
+           str(out), "--steps", str(STEPS), "--checkpoint-every", "1", "--log-every", "1", *JOINT]
+    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_kill_9_train_joint_then_resume_is_bit_identical(synthetic, tmp_path):
+    _kill_9_then_resume(lambda out: _train_joint(synthetic, out), tmp_path)
+
+
+def _kill_9_then_resume(start, tmp_path: Path) -> None:
+    """`start(out)` launches a run of STEPS steps checkpointing every step; one is killed -9 at a random
+    step, resumed, and its final weights compared bit for bit with an uninterrupted run's."""
     from vsslkit.train.checkpoint import load_checkpoint
 
     seed = int(os.environ.get("VSSLKIT_FAULT_SEED", random.randrange(10**6)))
     kill_after = random.Random(seed).randint(2, STEPS - 3)
-    ref = _pretrain(synthetic, tmp_path / "ref", flags)
-    killed = _pretrain(synthetic, tmp_path / "killed", flags)
+    ref = start(tmp_path / "ref")
+    killed = start(tmp_path / "killed")
     deadline = time.time() + 90
     while _rows(tmp_path / "killed") < kill_after:
         assert killed.poll() is None, killed.stdout.read()
@@ -385,7 +408,7 @@ def test_kill_9_at_a_random_step_then_resume_is_bit_identical(synthetic, tmp_pat
     killed.wait()
     at = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")["step"]
     assert at < STEPS, f"killed too late (seed {seed})"
-    resumed = _pretrain(synthetic, tmp_path / "killed", flags)
+    resumed = start(tmp_path / "killed")
     out, _ = resumed.communicate(timeout=120)
     assert resumed.returncode == 0 and f"at step {at}" in out, out
     ref_out, _ = ref.communicate(timeout=120)
