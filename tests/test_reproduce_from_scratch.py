@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from test_clips import MemorySource
 from test_faults import one_line_error
 
 from vsslkit.cli import main
@@ -24,6 +25,27 @@ def test_best_validation_is_the_validation_maximum_earliest_on_ties():
     assert fs.best_validation(history[:2])["step"] == 10
     with pytest.raises(ValueError, match="no validation row"):
         fs.best_validation([{"step": 10, "loss": 1.0}])
+
+
+class _Uniform(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"class": torch.zeros(len(x), 3)}
+
+
+def test_max_clips_keeps_evenly_spread_non_overlapping_clips():
+    from vsslkit.eval.video_level_clips import video_scores
+
+    counts = {"/v/0.mp4": 40, "/v/1.mp4": 9}  # 10 and 2 clips of 4 frames
+    source = MemorySource(counts, size=(8, 8))
+    kwargs = {"clip_len": 4, "size": 8, "num_classes": 3}
+    assert video_scores(_Uniform(), sorted(counts), [0, 1], [40, 9], source, **kwargs)["clips"] == 12
+    source.reads.clear()
+    out = video_scores(_Uniform(), sorted(counts), [0, 1], [40, 9], source, max_clips=3, **kwargs)
+    assert out["clips"] == 3 + 2 and out["videos"] == 2
+    starts = [idx[0] for path, idx in source.reads if path == "/v/0.mp4"]
+    assert starts == [0, 16, 36]  # the first, a middle and the last of the 10 clips
+    with pytest.raises(ValueError, match="max_clips"):
+        video_scores(_Uniform(), sorted(counts), [0, 1], [40, 9], source, max_clips=0, **kwargs)
 
 
 def test_arms_differ_only_in_their_two_weights():
