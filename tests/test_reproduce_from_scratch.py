@@ -82,6 +82,9 @@ def test_the_verdict_is_computed_from_the_paired_numbers():
     assert "the joint arms do not beat classification only at this budget" in text
     assert "T4.1 (classification only vs both): pairs of arms ordered as the thesis orders them on Hit@1 — " \
            "last step 0/1" in text  # the thesis: both 24.1 > classification only 18.0
+    assert "Fig. 4.6" in fs.render_table(mixed) and "Fig. 4.6" not in text  # only when + direction ran
+    assert "- Fig. 4.6, qualitative (both above + direction: tracking helps): pairs of arms ordered as the thesis " \
+           "orders them on Hit@1 — last step 0/1; best-val 0/1" in fs.render_table(mixed)  # dir 17 > both 16
 
 
 @pytest.fixture(scope="module")
