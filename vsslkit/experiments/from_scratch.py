@@ -56,12 +56,13 @@ THESIS_ALL = {**THESIS_T41, **THESIS_T42}
 # Fig. 4.6 gives one more ordering, without numbers: removing tracking lowers the test curve (both > + direction).
 THESIS_FIG_4_6 = {"both": 1.0, "dir": 0.0}
 
-# Default budget (the command's). Measured 2026-12-01 with every arm at 20 steps, 1 seed, on the 2-core
-# CPU under load ~5 from other jobs (FromScratchConfig's defaults then: width 0.125, batch 8, 64 px):
-# training 0.32 (cls) to 0.73 (both) s per step, 3.2 s per step summed over the six arms; a validation
-# pass (84 videos x 4 clips) 2.3 s; test scoring 21-40 s per run (2,808 clips once, twice when the best
-# validation step is not the last, + direction + tracking). At 300 steps: about 1,300 s per seed, so
-# 3 seeds x 6 arms ~ 65 min on that loaded machine, an upper bound for the idle one (limit 80 min).
+# Default budget (the command's). Measured 2026-12-01 with every arm at 20 steps, 1 seed, twice, on the
+# 2-core CPU loaded by other jobs (load 5 and 6; FromScratchConfig's defaults then: width 0.125, batch 8,
+# 64 px): training 0.32-0.5 (cls) to 0.73-0.75 (both) s per step, 3.2-3.7 s per step summed over the six
+# arms; a validation pass (84 videos x 4 clips) 2.3-2.9 s; test scoring 170-240 s per seed for the six
+# arms (2,808 clips once, twice when the best validation step is not the last, + direction + tracking).
+# At 300 steps with validation every 50: 1,240-1,450 s per seed, so 3 seeds x 6 arms ~ 62-73 min on that
+# loaded machine, an upper bound for the idle one (limit 80 min). docs/results/from_scratch_reproduce_smoke.md.
 # The lead tunes FromScratchConfig's defaults; the plan only fixes the budget and the protocol.
 STEPS = 300
 VAL_EVERY = 50
@@ -69,9 +70,9 @@ VAL_FRACTION = 1 / 6
 VAL_SPLIT_SEED = 0  # the validation groups do not depend on the training seed: same videos for every run
 TEST_CLIPS = None  # None: every non-overlapping clip of each test video (§4.2)
 VAL_CLIPS = 4
-BUDGET_NOTE = (f"The default budget ({STEPS} steps per run, validation every {VAL_EVERY} steps) was measured at "
-               "about 65 minutes for 3 seeds x 6 arms on a 2-core CPU loaded by other jobs (every arm timed at 20 "
-               "steps, then extrapolated), so it stays under 80 minutes on an idle one.")
+BUDGET_NOTE = (f"The default budget ({STEPS} steps per run, validation every {VAL_EVERY} steps) extrapolates to "
+               "62-73 minutes for 3 seeds x 6 arms on a 2-core CPU loaded by other jobs (every arm timed at 20 "
+               "steps with its evaluation), so it stays under 80 minutes on an idle one.")
 
 
 @dataclass
@@ -343,7 +344,8 @@ def render_table(content: dict[str, Any]) -> str:
     first = content["runs"][0]["config"] if content["runs"] else {}
     shown = ", ".join(f"{k} {first[k]:g}" for k in ("lr", "sim_weight", "cycle_weight", "width") if k in first)
     v = p["videos"]
-    note = (f"{len(p['seeds'])} seeds ({', '.join(map(str, p['seeds']))}), mean ± std; every arm {p['steps']} steps "
+    n = len(p["seeds"])
+    note = (f"{n} seed{'s' if n != 1 else ''} ({', '.join(map(str, p['seeds']))}), mean ± std; every arm {p['steps']} steps "
             f"of batch {first.get('batch_size', '?')} from scratch with the same Adam ({shown}), differing only in "
             f"(w1, w2). Training on {v['train']} videos; validation on {v['val']} held-out training videos (whole "
             f"groups, the same for every arm and seed) every {p['val_every']} steps "
