@@ -155,3 +155,29 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["reproduce", "from-scratch", "--table-from", str(tmp_path / "bad.json")]) == 2
     one_line_error(capsys, "bad.json", "not a from-scratch results file")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_best_validation_scores_are_the_weights_of_that_step(tiny_synthetic, tmp_path, monkeypatch):
+    """Validation made best at step 1 of 2: the best-validation test scores are those of the step-1
+    weights (a 1-step run of the same seed has the same weights: same data order, constant lr)."""
+    from vsslkit.eval import video_level_clips
+
+    real = video_level_clips.video_scores
+    calls = []
+
+    def scripted(predictor, paths, *args, **kwargs):
+        out = real(predictor, paths, *args, **kwargs)
+        if kwargs.get("max_clips") == 1:  # the validation passes (--val-clips 1; the test uses 2)
+            calls.append(len(calls))
+            out = {**out, "hit_at_1": 0.9 if len(calls) == 1 else 0.1}
+        return out
+
+    monkeypatch.setattr(video_level_clips, "video_scores", scripted)
+    plan = fs.FromScratchPlan(data_root=tiny_synthetic, out_dir=tmp_path / "two", seeds=(0,), arms=fs.ARMS[:1],
+                              steps=2, val_every=1, val_clips=1, test_clips=2, device="cpu")
+    two = fs.run_reproduction(plan)["runs"][0]
+    assert len(calls) == 2 and two["best_val"]["step"] == 1 and two["val_curve"][0]["hit_at_1"] == 90.0
+    one = fs.run_reproduction(replace(plan, out_dir=tmp_path / "one", steps=1))["runs"][0]
+    assert two["best_val"]["hit_at_1"] == one["last"]["hit_at_1"]
+    assert two["best_val"]["hit_at_5"] == one["last"]["hit_at_5"]
