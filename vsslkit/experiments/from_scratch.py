@@ -135,7 +135,7 @@ def run_one(arm: Arm, seed: int, plan: FromScratchPlan, data: Any, train: Any, v
 
     config = arm_config(arm, seed, train.num_classes, plan.overrides)
     num_classes = len(data.test.class_names)
-    best: dict[str, Any] = {"hit_at_1": -1.0, "state": None, "step": 0}
+    best: dict[str, Any] = {"hit_at_1": -1.0, "state": None}  # the weights of the best validation so far
     t_val = [0.0]
 
     def validate(model: torch.nn.Module) -> dict[str, float]:
