@@ -55,3 +55,50 @@ def test_propagation_follows_a_known_motion():
     assert np.allclose(path[:, 0], 7.5 + np.arange(4), atol=0.05) and np.allclose(path[:, 1], 7.5, atol=0.05)
     still = propagate(module, backbone, torch.cat([texture] * 4, 2), np.array([5.5, 9.5]))
     assert np.allclose(still, [[5.5, 9.5]] * 4, atol=0.05)
+
+
+def test_local_affinity_is_a_softmax_inside_the_window_only():
+    from vsslkit.eval.tracking import local_affinity
+
+    g = torch.Generator().manual_seed(1)
+    image = F.normalize(torch.randn(1, 8, 8, 8, generator=g), dim=1)
+    patch = F.normalize(torch.randn(1, 8, 3, 3, generator=g), dim=1)
+    centre = torch.tensor([(2 * 2 + 1) / 8 - 1, (2 * 5 + 1) / 8 - 1])  # cell (x 2, y 5)
+    a = local_affinity(image, patch, 0.1, centre, radius=1)
+    assert torch.allclose(a.sum(1), torch.ones(1, 9))
+    inside = torch.zeros(8, 8, dtype=torch.bool)
+    inside[4:7, 1:4] = True  # rows y 4..6, columns x 1..3
+    assert (a[0].reshape(8, 8, 9)[~inside] == 0).all() and (a[0].reshape(8, 8, 9)[inside] > 0).all()
+    from vsslkit.models.cycle import affinity
+    assert torch.equal(local_affinity(image, patch, 0.1, centre, radius=None), affinity(image, patch, 0.1))
+
+
+def test_a_search_window_ignores_a_lookalike_far_away():
+    """Two copies of the same texture: without a window the box jumps halfway to the far copy
+    (the affinity is shared between them); with radius 2 it stays on the copy it started on."""
+    g = torch.Generator().manual_seed(2)
+    blob = torch.randn(1, 16, 1, 3, 3, generator=g)
+    frames = torch.zeros(1, 16, 2, 16, 16)
+    frames[..., 0, 2:5, 2:5] = blob[:, :, 0]
+    frames[..., 1, 2:5, 2:5] = blob[:, :, 0]
+    frames[..., 1, 11:14, 11:14] = blob[:, :, 0]
+    module = SimpleNamespace(embed=lambda x: F.normalize(x + 1e-3, dim=1), layer="pool4", scale=3 / 16, patch_size=3,
+                             temperature=0.01)
+    backbone = SimpleNamespace(features=lambda x, layers: {layers[0]: x})
+    start = np.array([3.5, 3.5])
+    assert np.linalg.norm(propagate(module, backbone, frames, start)[1] - start) > 3
+    assert np.linalg.norm(propagate(module, backbone, frames, start, radius=2)[1] - start) < 0.5
+
+
+def test_the_pixel_tracker_follows_a_coloured_disc():
+    from vsslkit.eval.tracking import pixel_propagate
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    frames = np.zeros((4, 64, 64, 3), dtype=np.float32) + 0.2
+    truth = np.array([[20.0 + 6 * t, 30.0 + 3 * t] for t in range(4)])
+    for t, (cx, cy) in enumerate(truth):
+        frames[t][(xx - cx) ** 2 + (yy - cy) ** 2 <= 36] = (0.9, 0.1, 0.1)
+    x = torch.from_numpy(frames).permute(3, 0, 1, 2)[None]
+    path = pixel_propagate(x, truth[0])
+    still = np.linalg.norm(truth[1:] - truth[0], axis=1).mean()
+    assert np.linalg.norm(path[1:] - truth[1:], axis=1).mean() < still / 2

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int_at_least(1), default=8)
     p.add_argument("--lr", type=positive_float, default=2e-4, help="Adam learning rate (seed: 2e-4)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--track-radius", type=int_at_least(0), default=None,
+                   help="score tracking with a local search window of this many feature-map cells around the "
+                   "previous centre (default: the whole map)")
     p.add_argument("--device", type=device, default="auto", help="auto | cpu | cuda")
     p.add_argument("--workers", type=int_at_least(0), default=0)
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True)
@@ -79,7 +82,8 @@ def run_train_joint(args: argparse.Namespace) -> int:
     test, unreadable = open_dataset(args.data, split=args.split, subset="test").with_frame_counts(store, progress=False)
     synthetic = Path(args.data) / "synthetic.json"
     scores = evaluate_from_scratch(model, config, test, store, device=info.device, seed=args.seed,
-                                   synthetic_root=args.data if synthetic.is_file() else None)
+                                   synthetic_root=args.data if synthetic.is_file() else None,
+                                   track_radius=args.track_radius)
     cls = scores["classification"]
     print(f"test: Hit@1 {100 * cls['hit_at_1']:.1f}%, Hit@5 {100 * cls['hit_at_5']:.1f}% "
           f"({cls['videos']} videos, {cls['clips']} non-overlapping clips)")
@@ -90,7 +94,8 @@ def run_train_joint(args: argparse.Namespace) -> int:
         t = scores["tracking"]
         print(f"test: tracking centre error {t['centre_error_px']:.2f} px (affinity), {t['localiser_error_px']:.2f} px "
               f"(localiser) vs constant position "
-              f"{t['constant_baseline_px']:.2f} px ({t['windows']} windows of {t['steps']} steps, gap {t['gap']})")
+              f"{t['constant_baseline_px']:.2f} px, network-free pixel tracker {t['pixel_tracker_px']:.2f} px "
+              f"({t['windows']} windows of {t['steps']} steps, gap {t['gap']})")
     if "tracking_not_scored" in scores:
         print(f"test: tracking not scored: {scores['tracking_not_scored']}")
     if "tracking_untrained" in scores:

@@ -213,10 +213,12 @@ def direction_accuracy(model: PretextModel, paths: Sequence[str | Path], num_fra
 
 def evaluate_from_scratch(model: PretextModel, config: FromScratchConfig, test: Any, store: Any, *,
                           synthetic_root: str | Path | None = None, device: str | torch.device = "cpu",
-                          seed: int = 0, max_clips: int | None = None) -> dict[str, Any]:
+                          seed: int = 0, max_clips: int | None = None,
+                          track_radius: int | None = None) -> dict[str, Any]:
     """Held-out scores of one run: video-level classification over non-overlapping clips (Hit@1,
     Hit@5, confusion counts; at most `max_clips` per video when given), the direction branch's accuracy (when trained) and, on the
-    synthetic set, the tracker's centre error against the constant-position baseline (when trained)."""
+    synthetic set, the tracker's centre error against the constant-position baseline (when trained;
+    `track_radius`: `vsslkit.eval.tracking.propagate`'s local search window in map cells)."""
     from vsslkit.eval.video_level_clips import video_scores
 
     out: dict[str, Any] = {"classification": video_scores(
@@ -230,12 +232,12 @@ def evaluate_from_scratch(model: PretextModel, config: FromScratchConfig, test: 
 
         try:
             out["tracking"] = tracking_error(model, "track", synthetic_root, test.paths, store, size=config.size,
-                                             steps=config.past, gap=config.gap, seed=seed)
+                                             steps=config.past, gap=config.gap, seed=seed, radius=track_radius)
         except ValueError as exc:  # e.g. no test video keeps its object inside for a whole window
             out["tracking_not_scored"] = str(exc)
         else:
             # the same tracker with the run's initial (untrained) weights: what the features learned
             out["tracking_untrained"] = tracking_error(build_model(config), "track", synthetic_root, test.paths,
                                                        store, size=config.size, steps=config.past, gap=config.gap,
-                                                       seed=seed)
+                                                       seed=seed, radius=track_radius)
     return out
