@@ -45,8 +45,8 @@ def labelled_clips(task: StatisticsTask, source: Any, flow: Any, paths: Sequence
                        flow=flow, flow_clips=task.flow_clips)
     keys = [(e, i) for e in range(clips_per_video) for i in range(len(data))]
     prepare = BatchPreparer(crop_size=crop_size, flip=False, seed=seed)
-    labels: dict[str, list[np.ndarray]] = {n: [] for n in LABELS}
-    predicted: dict[str, list[np.ndarray]] = {n: [] for n in LABELS}
+    labels: dict[str, list[np.ndarray]] = {n: [] for n in task.labels}  # a label-group ablation: its labels only
+    predicted: dict[str, list[np.ndarray]] = {n: [] for n in task.labels}
     videos, features = [], []
     if model is not None:
         was_training = model.training
@@ -56,7 +56,7 @@ def labelled_clips(task: StatisticsTask, source: Any, flow: Any, paths: Sequence
             raw = collate([data[k] for k in keys[start : start + batch_size]])
             batch = prepare(raw, step=0, train=False)
             own = task.pixel_labels(batch["clips"], {}, batch["augment"])
-            for n in LABELS:
+            for n in task.labels:
                 labels[n].append(own[n].cpu().numpy())
             videos.append(raw["video"].numpy())
             if probe_features:
@@ -65,7 +65,8 @@ def labelled_clips(task: StatisticsTask, source: Any, flow: Any, paths: Sequence
                 with torch.inference_mode():
                     out = model.predict(batch["clips"]["clip"].to(device))
                 for n, v in _predictions(task, out).items():
-                    predicted[n].append(v)
+                    if n in predicted:
+                        predicted[n].append(v)
     finally:
         if model is not None:
             model.train(was_training)
