@@ -45,3 +45,22 @@ def test_explorer_builds():
     assert [c.description for c in controls] == ["clip", "flip horizontally", "frame"]
     controls[1].value = True  # the flip redraws without error
     assert isinstance(statistics_view(frames, flow).figure, go.Figure)
+
+
+def test_dominant_colours_fill_their_cells_and_p_s_is_outlined():
+    frames = np.zeros((8, 56, 56, 3), dtype=np.uint8)
+    frames[..., 0] = 200  # red everywhere ...
+    frames[:, :14, :14] = (30, 220, 30)  # ... but a green top-left block
+    flow = corner_object()[0]
+    view = statistics_view(frames, flow)
+    table = view.figure.data[-1]
+    names, fills = list(table.cells.values[0]), list(table.cells.fill.color[1])
+    assert view.labels["a_C"] == 4 and fills[names.index("a_C")] == "rgb(255, 0, 0)"  # red: bin 4
+    assert all(fills[i] == "white" for i, n in enumerate(names) if n.split("_")[1] not in ("cl", "cs", "C"))
+    for n in ("a1_cl", "a1_cs", "a2_cl", "a3_cs"):
+        c = view.labels[n]
+        assert fills[names.index(n)] == "rgb({}, {}, {})".format(255 * (c >> 2), 255 * (c >> 1 & 1), 255 * (c & 1))
+    r, q = divmod(view.labels["a1_ps"], 4)
+    image = np.asarray(view.figure.data[0].z)
+    edge = image[r * 14 + 13 if r < 3 else r * 14, q * 14 + 5]  # an inner edge of the block (not the frame border)
+    assert tuple(edge) == (0, 200, 0)  # p_s is drawn last

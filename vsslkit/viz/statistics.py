@@ -1,5 +1,6 @@
 """Seed 003's labels, drawn: a clip with its three partition patterns, the M_u / M_v boundary maps,
-the chosen blocks with their orientation arrows, the dominant colours, and every label value.
+the chosen blocks with their orientation arrows, the dominant colours (label cells filled with their
+colour bin), and every label value.
 
 `statistics_view(frames, flow, flip=...)` is a pure function (the tests call it) returning the
 labels and a plotly figure; flipping the clip (u mirrored and negated) shows the chosen blocks
@@ -20,6 +21,8 @@ from vsslkit.plans import IGNORE_INDEX
 from vsslkit.tasks.statistics_labels import LABELS, clip_labels, motion_boundaries, pattern_masks
 
 COLOUR_NAMES = ("black", "blue", "green", "cyan", "red", "magenta", "yellow", "white")  # c = 4R + 2G + B
+COLOUR_RGB = tuple((255 * (c >> 2 & 1), 255 * (c >> 1 & 1), 255 * (c & 1)) for c in range(8))  # a bin's corner colour
+OUTLINES = {"pu": (255, 0, 0), "pv": (0, 160, 255), "pl": (255, 200, 0), "ps": (0, 200, 0)}  # chosen blocks
 BIN_ANGLES = np.deg2rad(45 * np.arange(8) + 22.5)  # centre of hard bin k, CCW on screen from "right"
 
 
@@ -60,8 +63,8 @@ def statistics_view(frames: np.ndarray, flow: np.ndarray, *, flip: bool = False,
         image = frames[frame].astype(np.float32).copy()
         for mask in masks[p]:
             image[_outline(mask)] = 0.5 * image[_outline(mask)] + 0.5 * 255  # every block, faint
-        for key, colour in (("pu", (255, 0, 0)), ("pv", (0, 160, 255)), ("pl", (255, 200, 0))):
-            block = labels.get(f"m{p}_{key}" if key != "pl" else f"a{p}_pl", IGNORE_INDEX)
+        for key, colour in OUTLINES.items():
+            block = labels.get(f"m{p}_{key}" if key in ("pu", "pv") else f"a{p}_{key}", IGNORE_INDEX)
             if block != IGNORE_INDEX:
                 image[_outline(masks[p][block])] = colour
         fig.add_trace(go.Image(z=image.clip(0, 255).astype(np.uint8)), row=1, col=col)
@@ -80,11 +83,23 @@ def statistics_view(frames: np.ndarray, flow: np.ndarray, *, flip: bool = False,
                                arrowcolor="red", arrowwidth=2)
     names = list(LABELS)
     values = [_describe(k, labels.get(k, IGNORE_INDEX)) for k in names]
-    fig.add_trace(go.Table(header={"values": ["label", "value"]}, cells={"values": [names, values]}), row=2, col=3)
+    # a colour label's cell is filled with its colour bin (the dominant colours, seen), the rest stay white
+    fill = ["rgb({}, {}, {})".format(*COLOUR_RGB[labels[k]]) if _is_colour(k) and labels.get(k, IGNORE_INDEX) != IGNORE_INDEX
+            else "white" for k in names]
+    ink = ["white" if f in ("rgb(0, 0, 0)", "rgb(0, 0, 255)", "rgb(255, 0, 0)", "rgb(255, 0, 255)") else "black"
+           for f in fill]
+    fig.add_trace(go.Table(header={"values": ["label", "value"]},
+                           cells={"values": [names, values], "fill_color": [["white"] * len(names), fill],
+                                  "font": {"color": [["black"] * len(names), ink]}}), row=2, col=3)
     fig.update_layout(height=760, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       title=f"seed 003 labels{' (flipped: u mirrored and negated)' if flip else ''}; "
-                            "red = p_u, blue = p_v, yellow = p_l; arrows: o_u / o_v (pattern 1)")
+                            "red = p_u, blue = p_v, yellow = p_l, green = p_s; arrows: o_u / o_v (pattern 1); "
+                            "colour cells: the dominant colour bins")
     return StatisticsView(labels, fig, magnitude)
+
+
+def _is_colour(name: str) -> bool:
+    return name.split("_")[1] in ("cl", "cs", "C")
 
 
 def _describe(name: str, value: int) -> str:
@@ -93,7 +108,7 @@ def _describe(name: str, value: int) -> str:
     kind = name.split("_")[1]
     if kind in ("ou", "ov"):
         return f"{value} ({45 * value}-{45 * value + 45} deg)"
-    if kind in ("cl", "cs", "C"):
+    if _is_colour(name):
         return f"{value} ({COLOUR_NAMES[value]})"
     return str(value)
 
