@@ -64,3 +64,20 @@ def test_dominant_colours_fill_their_cells_and_p_s_is_outlined():
     image = np.asarray(view.figure.data[0].z)
     edge = image[r * 14 + 13 if r < 3 else r * 14, q * 14 + 5]  # an inner edge of the block (not the frame border)
     assert tuple(edge) == (0, 200, 0)  # p_s is drawn last
+
+
+def test_heldout_figure_and_reading_follow_the_scores():
+    from vsslkit.eval.statistics import LabelScore, heldout_reading
+    from vsslkit.viz.statistics import heldout_figure
+
+    rows = [LabelScore("m1_pu", 16, 10, 0.3, 0.2, 0.25), LabelScore("m1_ou", 8, 10, 0.1, 0.3),
+            LabelScore("a_C", 8, 10, 0.9, 0.2)]
+    fig = heldout_figure(rows)
+    assert [t.name for t in fig.data] == ["network", "majority rate", "block-energy probe (no network)"]
+    assert list(fig.data[0].y) == [30.0, 10.0, 90.0] and list(fig.data[2].x) == ["m1_pu"]
+    text = heldout_reading(rows, name="net")
+    assert text[0] == ("net: motion labels are not above their majority rate on average (20.0 % vs 25.0 %); "
+                       "1 of 2 motion labels beat their own majority rate.")
+    assert text[1].startswith("net: appearance labels are above their majority rate on average (90.0 % vs 20.0 %)")
+    assert text[2] == "net beats the network-free probe on m1_pu (30.0 % vs 25.0 %; majority 20.0 %)."
+    assert len(heldout_figure(rows[1:]).data) == 2

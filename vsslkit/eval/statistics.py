@@ -149,3 +149,24 @@ def scores_markdown(rows: Sequence[LabelScore]) -> str:
             lines.append(f"| **mean {group}** | | | {100 * np.mean([r.accuracy for r in sel]):.1f} % | "
                          f"{100 * np.mean([r.majority for r in sel]):.1f} % | |")
     return "\n".join(lines)
+
+
+def heldout_reading(rows: Sequence[LabelScore], *, name: str = "the network") -> list[str]:
+    """Sentences a notebook prints from the scores: whether the mean motion (appearance) accuracy is above
+    the mean majority rate, how many labels beat their own majority rate, and the probe comparison."""
+    out = []
+    for group, sel in (("motion", [r for r in rows if r.label in MOTION_LABELS]),
+                       ("appearance", [r for r in rows if r.label not in MOTION_LABELS])):
+        if not sel:
+            continue
+        acc, maj = 100 * float(np.mean([r.accuracy for r in sel])), 100 * float(np.mean([r.majority for r in sel]))
+        above = sum(r.accuracy > r.majority for r in sel)
+        verdict = "above" if acc > maj else "not above"
+        out.append(f"{name}: {group} labels are {verdict} their majority rate on average ({acc:.1f} % vs "
+                   f"{maj:.1f} %); {above} of {len(sel)} {group} labels beat their own majority rate.")
+    for r in rows:
+        if r.probe is not None:
+            verdict = "beats" if r.accuracy > r.probe else "does not beat"
+            out.append(f"{name} {verdict} the network-free probe on {r.label} ({100 * r.accuracy:.1f} % vs "
+                       f"{100 * r.probe:.1f} %; majority {100 * r.majority:.1f} %).")
+    return out

@@ -134,3 +134,18 @@ def statistics_explorer(clips: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> 
         w.observe(redraw, names="value")
     redraw()
     return W.VBox([W.HBox([choice, flip, frame]), out])
+
+
+def heldout_figure(rows: Sequence[Any], *, title: str = "held-out accuracy per label against its majority rate") -> go.Figure:
+    """Bars per label (`eval.statistics.LabelScore` rows): the network's accuracy, the label's majority
+    rate on the same clips and, where fitted, the network-free probe; percent."""
+    names = [r.label for r in rows]
+    fig = go.Figure([go.Bar(name="network", x=names, y=[100 * r.accuracy for r in rows]),
+                     go.Bar(name="majority rate", x=names, y=[100 * r.majority for r in rows])])
+    probed = [r for r in rows if r.probe is not None]
+    if probed:
+        fig.add_trace(go.Bar(name="block-energy probe (no network)", x=[r.label for r in probed],
+                             y=[100 * r.probe for r in probed]))
+    fig.update_layout(barmode="group", title=title, height=380, margin={"l": 50, "r": 10, "t": 50, "b": 60},
+                      xaxis_title="label (m: motion, a: appearance; 1-3: pattern)", yaxis_title="accuracy (%)")
+    return fig
