@@ -149,3 +149,40 @@ def heldout_figure(rows: Sequence[Any], *, title: str = "held-out accuracy per l
     fig.update_layout(barmode="group", title=title, height=380, margin={"l": 50, "r": 10, "t": 50, "b": 60},
                       xaxis_title="label (m: motion, a: appearance; 1-3: pattern)", yaxis_title="accuracy (%)")
     return fig
+
+
+def centre_clip(store: Any, flow: Any, path: Any, *, clip_len: int = 8, size: int = 56,
+                start: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A stride-1 clip of a stored video (from its middle unless `start`) and its cached flow, both
+    centre-cropped to `size` with the same window, as training's eval path crops them:
+    uint8 `(clip_len, size, size, 3)` and float32 `(clip_len - 1, size, size, 2)`."""
+    n = store.ensure(path).num_frames
+    if n < clip_len:
+        raise ValueError(f"{path}: {n} frames, a clip needs {clip_len}")
+    start = (n - clip_len) // 2 if start is None else int(start)
+    indices = np.arange(start, start + clip_len)
+    frames, fields = store.read(path, indices), flow.read(path, indices)
+    h, w = frames.shape[1:3]
+    if min(h, w) < size:
+        raise ValueError(f"{path}: frames of {h}x{w} px are smaller than the {size} px crop")
+    top, left = (h - size) // 2, (w - size) // 2
+    return (np.ascontiguousarray(frames[:, top : top + size, left : left + size]),
+            np.ascontiguousarray(fields[:, top : top + size, left : left + size]))
+
+
+def flow_figure(frames: np.ndarray, flow: np.ndarray, *, index: int = 0) -> go.Figure:
+    """Frame `index`, the horizontal (u) and vertical (v) flow to the next frame, in px per frame
+    (u > 0: right, v > 0: down), and the magnitude of its motion boundaries (|grad u| + |grad v|)."""
+    u, v = flow[index, ..., 0], flow[index, ..., 1]
+    boundary = sum(np.hypot(*np.gradient(c)) for c in (u, v))
+    fig = make_subplots(rows=1, cols=4, subplot_titles=[f"frame {index}", "u (px/frame, + right)",
+                                                        "v (px/frame, + down)", "|∇u| + |∇v| (motion boundaries)"])
+    fig.add_trace(go.Image(z=frames[index]), row=1, col=1)
+    lim = float(max(np.abs(flow[index]).max(), 1e-3))
+    for col, (z, bar, scale, zmin) in enumerate(((u, 0.49, "RdBu", -lim), (v, 0.74, "RdBu", -lim),
+                                                 (boundary, 1.0, "Viridis", 0.0)), start=2):
+        fig.add_trace(go.Heatmap(z=z, colorscale=scale, zmin=zmin, zmax=lim if zmin < 0 else None,
+                                 colorbar={"x": bar, "len": 0.9, "thickness": 10}), row=1, col=col)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{col}", row=1, col=col)
+    fig.update_layout(height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
