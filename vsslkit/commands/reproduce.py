@@ -52,8 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                     "held-out clips against their majority rate, then the paired downstream protocol "
                                     "per seed; the paper's numbers beside, with how many pairs of arms the miniature "
                                     "orders as the paper does. results.json is written after every run: the same "
-                                    "command again resumes an interrupted run. The default budget (3 seeds) was "
-                                    "extrapolated from a measured 1-seed smoke to take under 90 minutes on an idle "
+                                    "command again resumes an interrupted run. The default budget (3 seeds, 200 steps per arm) was "
+                                    "extrapolated from a measured 1-seed smoke to take about 70 minutes (under 90) on an idle "
                                     "2-core CPU (docs/results/statistics.md).")
     _add_common(st, out="runs/statistics", what="arms", paper="the paper")
     st.add_argument("--clips-per-video", type=int_at_least(1), default=None,

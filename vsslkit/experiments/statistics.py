@@ -100,10 +100,12 @@ PAPER_TABLES: dict[str, dict[str, float]] = {
 # T4's pretext accuracy (%, UCF101, R3D-18): the paper's mean exact-match accuracy over the 27 labels.
 PAPER_T4_PRETEXT = {"1D regression": 18.2, "2D regression": 22.3, JOINT: 49.0}
 
-# Default budget: 15 arms (14 pretrained) x 3 seeds. Measured (docs/results/statistics.md, "reproduce"):
-# a 1-seed smoke at a tiny budget extrapolates to the whole default command in <= 90 min on the idle
-# 2-core CPU.
-PRETRAIN_STEPS = 60
+# Default budget: 15 arms (14 pretrained) x 3 seeds, 200 steps of 32 clips per arm (about 15 epochs of the
+# 420 training videos). Measured on the shared 2-core machine, one thread (docs/results/statistics.md,
+# "vsslkit reproduce statistics"): a pretraining step costs 0.385 CPU-s and a 1-seed smoke of all 15 arms
+# at 20 steps 414 CPU-s including the first build of the frame store and the flow cache, so the default
+# command extrapolates to at most 3 x (414 + 14 x 180 x 0.385) s = 69 min on an idle 2-core CPU.
+PRETRAIN_STEPS = 200
 DOWNSTREAM = replace(CPU_DOWNSTREAM, finetune_steps=40, clips_per_video=3)
 HELDOUT_CLIPS = 1  # held-out clips per test video for the pretext scores (182 test videos)
 METRICS = (("finetune", "video_accuracy", "fine-tuned video acc."), ("finetune", "clip_accuracy", "fine-tuned clip acc."),
