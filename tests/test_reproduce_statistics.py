@@ -159,3 +159,21 @@ def test_cli_bad_input_is_one_line(tiny_synthetic, tmp_path, capsys):
     assert main(["pretrain", "--task", "statistics", "--data", str(tiny_synthetic), "--video-half", "easy",
                  "--curriculum", "0.5", "--out", str(tmp_path / "z")]) == 2
     assert "--video-half" in capsys.readouterr().err
+
+
+def test_finished_runs_reuses_only_runs_of_the_same_protocol_and_config(tmp_path, capsys):
+    protocol = {"pretrain_steps": 2, "downstream": {"lr": 0.05}, "dataset": "d", "synthetic_version": 3, "split": 1,
+                "variants": {"x": {"task": "statistics"}, "y": {"task": "statistics", "lr": 1}}}
+    stored = {**protocol, "variants": {**protocol["variants"], "y": {"task": "statistics", "lr": 2}, "z": None}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"protocol": stored, "results": {"x": [{"seed": 0, "v": 1}, {"v": 2}],
+                                                                "y": [{"seed": 0}], "z": [{"seed": 1}]}}))
+    done, variants = ab.finished_runs(path, protocol)
+    assert done == {"x": {0: {"seed": 0, "v": 1}}, "z": {1: {"seed": 1}}} and variants["z"] is None
+    assert "arm 'y' ran there with another configuration: running it again (its 1 earlier runs" in capsys.readouterr().out
+    assert ab.finished_runs(tmp_path / "none.json", protocol) == ({}, {})
+    with pytest.raises(ab.ResultsMismatch, match="holds runs with downstream"):
+        ab.finished_runs(path, {**protocol, "downstream": {"lr": 0.01}})
+    path.write_text("{")
+    with pytest.raises(ab.ResultsMismatch, match="not a readable results file"):
+        ab.finished_runs(path, protocol)

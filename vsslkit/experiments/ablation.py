@@ -123,6 +123,8 @@ def finished_runs(path: Path, protocol: dict[str, Any]) -> tuple[dict[str, dict[
     done: dict[str, dict[int, dict]] = {}
     for name, runs in stored.items():
         if name in protocol["variants"] and old["variants"].get(name) != protocol["variants"][name]:
+            print(f"{path}: arm {name!r} ran there with another configuration: running it again "
+                  f"(its {len(runs)} earlier runs will be replaced)")
             continue
         for run in runs:
             if "seed" in run:
