@@ -91,9 +91,9 @@ def statistics_view(frames: np.ndarray, flow: np.ndarray, *, flip: bool = False,
     fig.add_trace(go.Table(header={"values": ["label", "value"]},
                            cells={"values": [names, values], "fill_color": [["white"] * len(names), fill],
                                   "font": {"color": [["black"] * len(names), ink]}}), row=2, col=3)
-    fig.update_layout(height=760, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    fig.update_layout(height=780, margin={"l": 10, "r": 10, "t": 70, "b": 10},
                       title=f"seed 003 labels{' (flipped: u mirrored and negated)' if flip else ''}; "
-                            "red = p_u, blue = p_v, yellow = p_l, green = p_s; arrows: o_u / o_v (pattern 1); "
+                            "<br>red = p_u, blue = p_v, yellow = p_l, green = p_s; arrows: o_u / o_v (pattern 1); "
                             "colour cells: the dominant colour bins")
     return StatisticsView(labels, fig, magnitude)
 
