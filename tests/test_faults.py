@@ -348,6 +348,8 @@ BRANCHES = [
     pytest.param(["--task", "playback-speed", "--speeds", "-3", "1", "3"], id="playback-speed"),
     # flow cache built by two runs at once, labels from augmented pixels, curriculum sampler state
     pytest.param(["--task", "statistics", "--speed-pool", "--curriculum", "0.5"], id="statistics"),
+    # T3's control: one half of the videos for the whole run (the curriculum's sampler without a switch)
+    pytest.param(["--task", "statistics", "--speed-pool", "--video-half", "hard"], id="statistics-hard-half"),
     # per-group running statistics of temporal group norm (8 frames, g=4: 2, 2, 2, 1, ... groups per layer)
     pytest.param(["--norm", "tgn", "--tgn-group-frames", "4"], id="tgn-g4"),
 ]

@@ -104,6 +104,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--curriculum", type=probability, default=None, metavar="SWITCH",
                    help="statistics: the easy half of the videos first, all of them from this fraction of the "
                         "run on (seed 003 §3.4; e.g. 0.5)")
+    p.add_argument("--video-half", choices=("easy", "hard", "random"), default=None,
+                   help="statistics: train on one half of the videos only, the easy or hard half by the curriculum "
+                        "score, or a random half (seed 003 T3's controls; same number of steps)")
     p.set_defaults(func=run_pretrain)
 
     p = subparsers.add_parser("finetune", help="supervised action classification from a checkpoint or from scratch",
@@ -210,7 +213,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
             norm=args.norm, tgn_group_frames=args.tgn_group_frames, clip_len=args.clip_len, size=args.size,
             residual=args.residual, flip=args.flip,
             batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, milestones=tuple(args.milestones or ()),
-            seed=args.seed, curriculum=args.curriculum)
+            seed=args.seed, curriculum=args.curriculum, video_half=args.video_half)
+        if args.video_half is not None and (args.curriculum is not None or args.task != "statistics"):
+            raise UsageError("--video-half", "takes --task statistics and no --curriculum (it replaces the curriculum)")
         try:
             task = build_task(config)  # an unknown task or impossible task options fail before any data work
         except ValueError as exc:

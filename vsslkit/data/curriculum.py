@@ -5,6 +5,8 @@ every epoch is a seeded permutation of the easy half S_1 (repeated to a full epo
 number of steps per epoch does not change), from the switch epoch on a permutation of every video.
 The paper switches "when the model has converged on S_1", which it does not quantify: here the
 switch is a configurable fraction of the run (`pretrain(..., curriculum=0.5)` switches half-way).
+Seed 003's T3 controls train on one half for the whole run (`PretrainConfig.video_half`, one of
+`VIDEO_HALVES`): the same sampler with the chosen half as its "easy" set and no switch.
 Being an `EpochSampler`, it resumes at the exact next batch (same seed → same order).
 """
 
@@ -15,6 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from vsslkit.data.clips import EpochSampler
+
+VIDEO_HALVES = ("easy", "hard", "random")
 
 
 def easy_half(scores: Sequence[float]) -> np.ndarray:

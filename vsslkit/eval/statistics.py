@@ -45,8 +45,8 @@ def labelled_clips(task: StatisticsTask, source: Any, flow: Any, paths: Sequence
                        flow=flow, flow_clips=task.flow_clips)
     keys = [(e, i) for e in range(clips_per_video) for i in range(len(data))]
     prepare = BatchPreparer(crop_size=crop_size, flip=False, seed=seed)
-    labels: dict[str, list[np.ndarray]] = {n: [] for n in LABELS}
-    predicted: dict[str, list[np.ndarray]] = {n: [] for n in LABELS}
+    labels: dict[str, list[np.ndarray]] = {n: [] for n in task.labels}  # a label-group ablation: its labels only
+    predicted: dict[str, list[np.ndarray]] = {n: [] for n in task.labels}
     videos, features = [], []
     if model is not None:
         was_training = model.training
@@ -56,7 +56,7 @@ def labelled_clips(task: StatisticsTask, source: Any, flow: Any, paths: Sequence
             raw = collate([data[k] for k in keys[start : start + batch_size]])
             batch = prepare(raw, step=0, train=False)
             own = task.pixel_labels(batch["clips"], {}, batch["augment"])
-            for n in LABELS:
+            for n in task.labels:
                 labels[n].append(own[n].cpu().numpy())
             videos.append(raw["video"].numpy())
             if probe_features:
@@ -65,7 +65,8 @@ def labelled_clips(task: StatisticsTask, source: Any, flow: Any, paths: Sequence
                 with torch.inference_mode():
                     out = model.predict(batch["clips"]["clip"].to(device))
                 for n, v in _predictions(task, out).items():
-                    predicted[n].append(v)
+                    if n in predicted:
+                        predicted[n].append(v)
     finally:
         if model is not None:
             model.train(was_training)
@@ -148,3 +149,24 @@ def scores_markdown(rows: Sequence[LabelScore]) -> str:
             lines.append(f"| **mean {group}** | | | {100 * np.mean([r.accuracy for r in sel]):.1f} % | "
                          f"{100 * np.mean([r.majority for r in sel]):.1f} % | |")
     return "\n".join(lines)
+
+
+def heldout_reading(rows: Sequence[LabelScore], *, name: str = "the network") -> list[str]:
+    """Sentences a notebook prints from the scores: whether the mean motion (appearance) accuracy is above
+    the mean majority rate, how many labels beat their own majority rate, and the probe comparison."""
+    out = []
+    for group, sel in (("motion", [r for r in rows if r.label in MOTION_LABELS]),
+                       ("appearance", [r for r in rows if r.label not in MOTION_LABELS])):
+        if not sel:
+            continue
+        acc, maj = 100 * float(np.mean([r.accuracy for r in sel])), 100 * float(np.mean([r.majority for r in sel]))
+        above = sum(r.accuracy > r.majority for r in sel)
+        verdict = "above" if acc > maj else "not above"
+        out.append(f"{name}: {group} labels are {verdict} their majority rate on average ({acc:.1f} % vs "
+                   f"{maj:.1f} %); {above} of {len(sel)} {group} labels beat their own majority rate.")
+    for r in rows:
+        if r.probe is not None:
+            verdict = "beats" if r.accuracy > r.probe else "does not beat"
+            out.append(f"{name} {verdict} the network-free probe on {r.label} ({100 * r.accuracy:.1f} % vs "
+                       f"{100 * r.probe:.1f} %; majority {100 * r.majority:.1f} %).")
+    return out

@@ -84,6 +84,9 @@ class AblationPlan:
     command: str = ""
     # How results.json becomes table.md; another seed's reproduction passes its own (same protocol).
     render: Callable[[AblationPlan, dict[str, list[dict]]], str] | None = None
+    # Per pretrained arm: the pretext task scored on held-out clips, (model, config, data, seed) -> dict,
+    # stored as the run's "heldout" (seed 003's per-label accuracy against the majority rate).
+    heldout: Callable[[Any, PretrainConfig, Any, int], dict[str, Any]] | None = None
 
 
 def _short(metric: str) -> str:
@@ -91,11 +94,52 @@ def _short(metric: str) -> str:
     return metric.removeprefix("pretext.").removesuffix("_acc").removesuffix(".acc")
 
 
+class ResultsMismatch(ValueError):
+    """The output folder's results.json belongs to a run under another protocol (so it cannot be resumed)."""
+
+
+# What a finished run must share with the plan to be reused on resume (the arm's own config is compared too).
+RESUME_KEYS = ("pretrain_steps", "downstream", "dataset", "synthetic_version", "split")
+
+
+def finished_runs(path: Path, protocol: dict[str, Any]) -> tuple[dict[str, dict[int, dict]], dict[str, Any]]:
+    """Runs already in `path` (an interrupted or smaller earlier invocation) under the same protocol:
+    ({arm: {seed: result}}, {arm: its stored config}); ({}, {}) when there is no file yet.
+
+    Raises `ResultsMismatch` (one line) when the file holds another protocol or cannot be read: the
+    folder is the user's to choose, never silently overwritten. A stored arm whose config differs
+    from the plan's arm of that name is not reused (it is run again)."""
+    if not path.is_file():
+        return {}, {}
+    try:
+        raw = json.loads(path.read_text())
+        old, stored = raw["protocol"], raw["results"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ResultsMismatch(f"{path}: not a readable results file ({exc}); choose another --out or delete it") from exc
+    for key in RESUME_KEYS:
+        if old.get(key) != protocol[key]:
+            raise ResultsMismatch(f"{path}: holds runs with {key} = {old.get(key)!r}, this run has {protocol[key]!r}; "
+                                  "choose another --out or delete it")
+    done: dict[str, dict[int, dict]] = {}
+    for name, runs in stored.items():
+        if name in protocol["variants"] and old["variants"].get(name) != protocol["variants"][name]:
+            print(f"{path}: arm {name!r} ran there with another configuration: running it again "
+                  f"(its {len(runs)} earlier runs will be replaced)")
+            continue
+        for run in runs:
+            if "seed" in run:
+                done.setdefault(name, {})[int(run["seed"])] = run
+    return done, old["variants"]
+
+
 def run_ablation(plan: AblationPlan) -> dict[str, Any]:
     """Pretrain + downstream for every (variant, seed); write `table.md` + `results.json`; return them.
 
     `plan.render(plan, results)` draws the table (default `ablation_table`; the other seeds' reproductions
-    bring their own).
+    bring their own). results.json is rewritten (atomically) after every run, so a run that is
+    interrupted resumes where it stopped when started again with the same out_dir and protocol:
+    finished (arm, seed) runs are read back, not repeated. Runs of arms or seeds the file holds and
+    this plan does not ask for are kept in it (and in the table).
     """
     t0 = time.perf_counter()
     device = resolve_device(plan.device)
@@ -103,12 +147,39 @@ def run_ablation(plan: AblationPlan) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     ensure_synthetic(plan.data_root, progress=plan.progress, version=plan.version)
     data = load_data(plan.data_root, progress=plan.progress, workers=2)
-    results: dict[str, list[dict]] = {name: [] for name, _ in plan.variants}
+    protocol = json.loads(json.dumps({
+        "command": plan.command, "seeds": list(plan.seeds), "pretrain_steps": plan.pretrain_steps,
+        "downstream": asdict(plan.downstream), "dataset": str(plan.data_root), "synthetic_version": plan.version,
+        "split": data.split, "variants": {name: (cfg.to_json() if cfg else None) for name, cfg in plan.variants},
+        "minutes": 0.0, "device": device.type}))
+    done, stored_variants = finished_runs(out / "results.json", protocol)
+    names = [name for name, _ in plan.variants]
+    variants = list(plan.variants) + [(name, None if raw is None else config_from_checkpoint({"config": {"pretrain": raw}}))
+                                      for name, raw in stored_variants.items() if name not in names and name in done]
+    seeds = list(plan.seeds) + sorted({s for runs in done.values() for s in runs} - set(plan.seeds))
+    protocol["seeds"] = seeds
+    protocol["variants"].update({name: stored_variants[name] for name, _ in variants[len(plan.variants):]})
+    results: dict[str, list[dict]] = {}
+
+    def collect() -> None:  # every run so far, per arm in seed order
+        for name, _ in variants:
+            results[name] = [done[name][s] for s in seeds if s in done.get(name, {})]
+
+    def save(final: bool) -> None:
+        collect()
+        protocol["minutes"] = round((time.perf_counter() - t0) / 60, 1)
+        write_text_atomic(out / "results.json", json.dumps({"protocol": protocol, "results": results,
+                                                            "complete": final}, indent=1))
+
     for seed in plan.seeds:
         for v, (name, cfg) in enumerate(plan.variants):
+            if seed in done.get(name, {}):
+                print(f"[seed {seed}] {name}: finished earlier, read from {out / 'results.json'}", flush=True)
+                continue
             run_dir = out / f"seed{seed}" / f"v{v:02d}"
             input_cfg = replace(cfg or CPU_PRETRAIN, seed=seed)
             pretext: dict[str, float] = {}
+            heldout = None
             if cfg is None:
                 torch.manual_seed(seed)
                 backbone, ckpt = build_backbone(input_cfg.backbone, width=input_cfg.width, norm=input_cfg.norm,
@@ -124,24 +195,24 @@ def run_ablation(plan: AblationPlan) -> dict[str, Any]:
                 last = [r for r in fit_result.history if "loss" in r][-1]
                 pretext = {k: 100.0 * val for k, val in last.items() if k.endswith("acc")}
                 pretext.update({k: float(val) for k, val in last.items() if "spread" in k})  # collapse monitors
+                if plan.heldout is not None:
+                    heldout = plan.heldout(model, input_cfg, data, seed)
             result = downstream(name, backbone, data, input_cfg=input_cfg, down=plan.downstream, seed=seed,
                                 out_dir=run_dir, checkpoint=ckpt, device=device, progress=plan.progress)
             result.pop("curve", None)
             result.pop("confusion", None)
             result["pretext"] = pretext
-            results[name].append(result)
+            if heldout is not None:
+                result["heldout"] = heldout
+            result["seed"] = seed
+            done.setdefault(name, {})[seed] = result
+            save(final=False)
             print(f"[seed {seed}] {name}: video acc {result['finetune']['video_accuracy']:.1f} %, linear probe "
                   f"{result['linear_probe']['video_accuracy']:.1f} %, R@1 {result['retrieval']['R@1']:.1f} % "
                   f"({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
-    minutes = (time.perf_counter() - t0) / 60
-    table = (plan.render or ablation_table)(plan, results)
-    protocol = {"command": plan.command, "seeds": list(plan.seeds), "pretrain_steps": plan.pretrain_steps,
-                "downstream": asdict(plan.downstream), "dataset": str(plan.data_root),
-                "synthetic_version": plan.version, "split": data.split,
-                "variants": {name: (cfg.to_json() if cfg else None) for name, cfg in plan.variants},
-                "minutes": round(minutes, 1), "device": device.type}
+    save(final=True)
+    table = (plan.render or ablation_table)(replace(plan, seeds=tuple(seeds), variants=variants), results)
     write_text_atomic(out / "table.md", table + "\n")
-    write_text_atomic(out / "results.json", json.dumps({"protocol": protocol, "results": results}, indent=1))
     print(table)
     return {"table": table, "results": results, "protocol": protocol}
 

@@ -71,6 +71,7 @@ class PretrainConfig:
     milestones: tuple[int, ...] = ()
     seed: int = 0
     curriculum: float | None = None  # seed 003: easy half first, all videos from this fraction of the run on
+    video_half: str | None = None  # seed 003 T3: train on one half only: "easy", "hard" (score f) or "random"
 
     @property
     def contrastive(self) -> bool:
@@ -83,6 +84,8 @@ class PretrainConfig:
         out["format"] = CONFIG_FORMAT
         if out["tgn_group_frames"] == TGN_GROUP_FRAMES:  # stored only when not the default, so checkpoints
             del out["tgn_group_frames"]                  # written before the field existed still resume
+        if out["video_half"] is None:  # likewise
+            del out["video_half"]
         return out
 
     @classmethod
@@ -215,7 +218,7 @@ def pretrain(
     group = len(sample_fn(dataset.num_frames[0], np.random.default_rng(0), context=dataset.context(0))) if config.same_batch else 1
     batch_size = max(1, config.batch_size // group)  # with same-batch, batch_size counts clips
     sampler = EpochSampler(len(dataset), seed=config.seed, rank=info.rank, world_size=info.world_size)
-    if config.curriculum is not None:
+    if config.curriculum is not None or config.video_half is not None:
         sampler = _curriculum_sampler(config, task, dataset, flow, sampler, batch_size, epochs, max_steps, info, report)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate,
                                          num_workers=workers, persistent_workers=workers > 0,
@@ -254,18 +257,35 @@ def _with_flow(paths: Sequence[str | Path], num_frames: Sequence[int], source: A
 def _curriculum_sampler(config: PretrainConfig, task: Joint, dataset: ClipDataset, flow: Any, sampler: EpochSampler,
                         batch_size: int, epochs: int, max_steps: int | None, info: DistInfo,
                         report: Callable[[str], None]) -> EpochSampler:
-    """Seed 003's curriculum: the easy half (by `video_difficulty`) until the switch epoch."""
-    from vsslkit.data.curriculum import CurriculumSampler, easy_half, switch_epoch
+    """Seed 003's curriculum: the easy half (by `video_difficulty`) until the switch epoch; or, for
+    T3's controls (`video_half`), one half of the videos for the whole run, epochs of the same length."""
+    from vsslkit.data.curriculum import VIDEO_HALVES, CurriculumSampler, easy_half, switch_epoch
     from vsslkit.tasks.statistics import video_difficulty
 
+    half = config.video_half
+    if half is not None and (half not in VIDEO_HALVES or config.curriculum is not None):
+        raise ValueError(f"video_half must be one of {', '.join(VIDEO_HALVES)} and without a curriculum, got {half!r}")
+    per_epoch = max(1, len(sampler) // batch_size if len(sampler) > batch_size else 1)
+    total = max_steps if max_steps is not None else epochs * per_epoch
+    if half == "random":  # T3's "50 % random": a seeded half, no motion statistics needed
+        chosen = np.sort(np.random.default_rng([config.seed, 3]).permutation(len(dataset))[: max(1, len(dataset) // 2)])
+        if info.is_main:
+            report(f"video half: a random {len(chosen)} of {len(dataset)} videos for all {total} steps")
+        return CurriculumSampler(len(dataset), easy=chosen, switch_epoch=total + 1, seed=config.seed, rank=info.rank,
+                                 world_size=info.world_size)
     primary = task.primary
     if not getattr(primary, "flow_clips", ()):
         raise ValueError(f"the curriculum ranks videos by their motion statistics; task {primary.name} has none")
     scores = video_difficulty(flow, dataset.videos, dataset.num_frames, clip_len=primary.clip_len, size=config.size)
-    per_epoch = max(1, len(sampler) // batch_size if len(sampler) > batch_size else 1)
-    total = max_steps if max_steps is not None else epochs * per_epoch
-    switch = switch_epoch(float(config.curriculum), total, per_epoch)
     easy = easy_half(scores)
+    if half is not None:
+        chosen = easy if half == "easy" else np.setdiff1d(np.arange(len(scores)), easy)
+        if info.is_main:
+            report(f"video half: the {len(chosen)} {half.replace('y', 'i')}est of {len(scores)} videos (score f "
+                   f"{scores[chosen].min():.3f}-{scores[chosen].max():.3f}) for all {total} steps")
+        return CurriculumSampler(len(dataset), easy=chosen, switch_epoch=total + 1, seed=config.seed, rank=info.rank,
+                                 world_size=info.world_size)
+    switch = switch_epoch(float(config.curriculum), total, per_epoch)
     if info.is_main:
         report(f"curriculum: {len(easy)} easiest of {len(scores)} videos (score f >= {scores[easy].min():.3f}) "
                f"until epoch {switch} (step {switch * per_epoch} of {total}), then all")
