@@ -242,6 +242,13 @@ def test_loss_terms_figure_panels_follow_the_logged_terms():
         vt.loss_terms_figure([{"step": 1, "loss": 2.0}])
 
 
+def test_term_trends_never_call_a_level_term_falling():
+    rows = [{"step": 2, "a": 2.7, "b": 0.371, "c": -0.6}, {"step": 20, "a": 2.4, "b": 0.3709, "c": -0.5}]
+    lines = vt.term_trends(rows, ["a", "b", "c", "missing"])
+    assert lines == ["a: step 2 2.700, step 20 2.400: fell", "b: step 2 0.371, step 20 0.371: stayed level",
+                     "c: step 2 -0.600, step 20 -0.500: rose"]
+
+
 def test_readings_follow_the_numbers():
     reading = vt.direction_reading({"v2": {"direction_accuracy": 0.51, "direction_clips": 400},
                                     "v3": {"direction_accuracy": 0.75, "direction_clips": 400},
@@ -263,6 +270,16 @@ def test_readings_follow_the_numbers():
     reading = vt.comparison_reading(scores, baseline="classification only", steps=24).splitlines()
     assert "+2.0 points" in reading[0] and "no difference this test set can show" in reading[0]
     assert "24 steps" in reading[0] and reading[1].endswith("better (one seed, 24 steps)")
+
+
+def test_direction_figure_bars_against_the_chance_band():
+    fig = vt.direction_figure({"version 2": {"direction_accuracy": 0.5, "direction_clips": 100},
+                               "version 3": {"direction_accuracy": 0.8, "direction_clips": 400}})
+    (bars,) = fig.data
+    assert list(bars.x) == ["version 2", "version 3"] and np.allclose(bars.y, [50.0, 80.0])
+    bands = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert [round(b.y1 - 50, 1) for b in bands] == [9.8, 4.9]  # 1.96 * sqrt(0.25 / n) in %
+    assert any(s.type == "line" and s.y0 == 50 for s in fig.layout.shapes)
 
 
 def test_committed_reproduction_says_when_it_is_missing(tmp_path):

@@ -4,10 +4,11 @@
   never shows: the box in every frame it visits (back from the target, then forward again) and
   the affinity of each step as a distribution over the frame; `cycle_figure` /
   `affinity_heatmap` draw them on the frames.
-- `tracking_videos` / `propagate_window` / `propagation_figure` carry a box you choose through a
+- `tracking_videos` / `read_window` / `propagate_window` / `propagation_figure` carry a box you choose through a
   held-out synthetic video with `eval.tracking.propagate` and compare it with the renderer's true
   centres and the constant-position baseline; `propagation_explorer` is the widget around them.
-- `loss_terms_figure` draws the joint loss terms of a from-scratch run; `comparison_markdown` /
+- `loss_terms_figure` draws the joint loss terms of a from-scratch run, `direction_figure` the
+  direction branch's held-out accuracy against chance; `comparison_markdown` /
   `comparison_reading` and `direction_reading` turn a run's numbers into the notebook's table and
   sentences, and `committed_reproduction` reads the committed three-seed table when it is there.
 
@@ -278,12 +279,9 @@ def propagation_errors(predicted: np.ndarray, truth: np.ndarray, frames: Sequenc
                        np.linalg.norm(start[None] - truth[1:], axis=1))
 
 
-def propagate_window(module: Any, backbone: Any, source: FrameSource, video: TrackVideo, *, start: int, steps: int,
-                     gap: int, xy: Sequence[float], method: str = "affinity") -> tuple[np.ndarray, Propagation]:
-    """Frames `(steps + 1, size, size, 3)` uint8 of one window and the box started at pixel `xy`
-    in its first frame, carried through it by `eval.tracking.propagate`."""
-    from vsslkit.data import transforms as T
-    from vsslkit.eval.tracking import propagate
+def read_window(source: FrameSource, video: TrackVideo, *, start: int, steps: int, gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """(frame indices, uint8 frames `(steps + 1, size, size, 3)`) of the window of `steps` steps
+    `gap` frames apart from `start`, resized to the network's input as `tracking_error` does."""
     from vsslkit.eval.video_level_clips import fit_to
 
     indices = int(start) + gap * np.arange(steps + 1)
@@ -291,8 +289,20 @@ def propagate_window(module: Any, backbone: Any, source: FrameSource, video: Tra
         raise ValueError(f"{video.name}: a window of {steps} steps of {gap} frames from frame {start} ends after "
                          f"the video's {len(video.centres)} frames")
     clip = fit_to(torch.from_numpy(np.ascontiguousarray(source.read(video.path, indices)))[None], video.size)
-    predicted = propagate(module, backbone, T.to_float_clips(clip), np.asarray(xy, dtype=np.float64), method=method)
-    return clip[0].numpy(), propagation_errors(predicted, video.centres[indices], indices.tolist())
+    return indices, clip[0].numpy()
+
+
+def propagate_window(module: Any, backbone: Any, source: FrameSource, video: TrackVideo, *, start: int, steps: int,
+                     gap: int, xy: Sequence[float], method: str = "affinity") -> tuple[np.ndarray, Propagation]:
+    """Frames `(steps + 1, size, size, 3)` uint8 of one window and the box started at pixel `xy`
+    in its first frame, carried through it by `eval.tracking.propagate`."""
+    from vsslkit.data import transforms as T
+    from vsslkit.eval.tracking import propagate
+
+    indices, frames = read_window(source, video, start=start, steps=steps, gap=gap)
+    clip = T.to_float_clips(torch.from_numpy(frames)[None])
+    predicted = propagate(module, backbone, clip, np.asarray(xy, dtype=np.float64), method=method)
+    return frames, propagation_errors(predicted, video.centres[indices], indices.tolist())
 
 
 def propagation_figure(frames: np.ndarray, result: Propagation, *, title: str = "") -> go.Figure:
@@ -303,7 +313,7 @@ def propagation_figure(frames: np.ndarray, result: Propagation, *, title: str = 
     gap = 2
     strip = plots.film_strip(frames, gap=gap)
     offsets = np.arange(t) * (w + gap)
-    fig = make_subplots(rows=2, cols=1, row_heights=[0.55, 0.45], vertical_spacing=0.14,
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.6, 0.4], vertical_spacing=0.12,
                         subplot_titles=("centres in each frame of the window", "centre error per frame"))
     fig.add_trace(go.Image(z=strip, hoverinfo="skip"), row=1, col=1)
     for name, xy, colour, symbol in (("true centre", result.truth, TRUTH_COLOUR, "x"),
@@ -324,7 +334,8 @@ def propagation_figure(frames: np.ndarray, result: Propagation, *, title: str = 
     fig.update_yaxes(visible=False, row=1, col=1)
     fig.update_xaxes(title_text="frame index in the video", tickmode="array", tickvals=later, row=2, col=1)
     fig.update_yaxes(title_text="centre error (px)", rangemode="tozero", row=2, col=1)
-    fig.update_layout(title=title, height=460, width=max(520, 120 * t + 120), margin={"l": 60, "r": 20, "t": 70, "b": 50})
+    fig.update_layout(title=title, height=560, width=max(640, 170 * t + 220),
+                      margin={"l": 60, "r": 20, "t": 70, "b": 50})
     return fig
 
 
@@ -449,6 +460,23 @@ def loss_terms_figure(history: Sequence[Mapping[str, float]], *, title: str = ""
     return fig
 
 
+def term_trends(history: Sequence[Mapping[str, float]], keys: Sequence[str], *, tolerance: float = 0.01) -> list[str]:
+    """One line per logged term: its first and last logged value and whether it fell, rose or
+    stayed level (a change within `tolerance` of the first value's size is level: two equal
+    printed values must not read as "fell")."""
+    rows = [r for r in history if "step" in r]
+    lines = []
+    for key in keys:
+        points = [(r["step"], r[key]) for r in rows if key in r]
+        if not points:
+            continue
+        (s0, v0), (s1, v1) = points[0], points[-1]
+        band = tolerance * max(abs(v0), 1e-12)
+        trend = "fell" if v1 < v0 - band else "rose" if v1 > v0 + band else "stayed level"
+        lines.append(f"{key}: step {s0:.0f} {v0:.3f}, step {s1:.0f} {v1:.3f}: {trend}")
+    return lines
+
+
 def proportion_interval(p: float, n: int) -> float:
     """Half-width of a 95 % normal-approximation interval of a proportion `p` over `n` trials."""
     return 1.96 * math.sqrt(max(p * (1 - p), 0.25 / max(n, 1)) / max(n, 1))
@@ -468,6 +496,27 @@ def direction_reading(results: Mapping[str, Mapping[str, float]]) -> str:
         lines.append(f"- {name}: {100 * acc:.1f} % of {n} held-out clips, {verdict} "
                      f"(a coin would land within 50 ± {100 * half:.1f} % 95 times in 100)")
     return "\n".join(lines)
+
+
+def direction_figure(results: Mapping[str, Mapping[str, float]], *, title: str = "") -> go.Figure:
+    """Held-out direction accuracy per dataset (bars, %) against chance: a dashed line at 50 % and,
+    per bar, the band a coin would stay in 95 times in 100 over that many clips."""
+    names = list(results)
+    acc = [100 * float(results[n]["direction_accuracy"]) for n in names]
+    half = [100 * proportion_interval(0.5, int(results[n]["direction_clips"])) for n in names]
+    fig = go.Figure(go.Bar(x=names, y=acc, name="held-out accuracy", marker={"color": plots.PALETTE[0]},
+                           text=[f"{a:.1f} %" for a in acc], textposition="outside",
+                           hovertemplate="%{x}: %{y:.1f} %<extra></extra>"))
+    for i, h in enumerate(half):
+        fig.add_shape(type="rect", x0=i - 0.45, x1=i + 0.45, y0=50 - h, y1=50 + h, fillcolor="grey", opacity=0.25,
+                      line_width=0, layer="above")
+    fig.add_hline(y=50, line_dash="dash", line_color="black", annotation_text="chance (50 %)",
+                  annotation_position="top left")
+    fig.update_yaxes(title="direction accuracy (% of held-out clips)", range=[0, 105])
+    fig.update_xaxes(title="synthetic generator version")
+    fig.update_layout(title=title or "arrow of time on held-out clips (grey: where a coin lands 95 times in 100)",
+                      height=360, width=520, margin={"l": 60, "r": 20, "t": 60, "b": 50}, showlegend=False)
+    return fig
 
 
 def comparison_markdown(scores: Mapping[str, Mapping[str, Any]]) -> str:
