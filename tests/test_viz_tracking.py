@@ -205,28 +205,28 @@ def test_tracking_videos_read_the_renderers_centres(tmp_path):
         assert (window >= 1.2 * videos[0].radius).all() and (window <= 32 - 1.2 * videos[0].radius).all()
 
 
-def test_propagation_explorer_offers_only_trackable_videos_and_refuses_in_red():
+def test_propagation_explorer_offers_only_valid_choices():
     module, backbone = still_tracker()
     short = vt.TrackVideo("v_short", __import__("pathlib").Path("/x/v_short.mp4"), moving_video().centres[:9], 1.0, 16)
     outside = vt.TrackVideo("v_out", __import__("pathlib").Path("/x/v_out.mp4"), np.full((60, 2), -5.0), 1.0, 16)
+    assert vt.longest_window(short, gap=4, max_steps=6) == 2 and vt.longest_window(outside, gap=4, max_steps=6) == 0
     shown = []
-    box = vt.propagation_explorer(module, backbone, StillSource(), [moving_video(), short, outside], gap=4, steps=2,
+    box = vt.propagation_explorer(module, backbone, StillSource(), [moving_video(), short, outside], gap=4, steps=3,
                                   display=shown.append)
-    (video, _method, steps), (start, x, y), text, out = box.children[0].children, box.children[1].children, \
+    (video, _method, steps), (start, x, y), text, _out = box.children[0].children, box.children[1].children, \
         *box.children[2:]
     assert list(video.options) == ["v_a", "v_short"]  # v_out's object is never inside the frame
+    assert steps.value == 3 and steps.max == 6
     assert (x.value, y.value) == (4, 8) and start.value == 0  # the box starts on the object
     assert isinstance(shown[-1], go.Figure) and "stays put" in text.value
     x.value = 12
-    assert np.allclose(shown[-1].data[2].y, [8.0] * 3, atol=0.05) and np.allclose(shown[-1].data[2].customdata[0],
-                                                                                   [12, 8], atol=0.05)
+    tracked = shown[-1].data[2]
+    assert np.allclose(tracked.y, [8.0] * 4, atol=0.05) and np.allclose(tracked.customdata[0], [12, 8], atol=0.05)
     start.value = start.options[5]
     assert x.value == round(moving_video().centres[start.value][0])  # a new window puts the box back on the object
-    video.value = "v_short"
-    steps.value = 3  # 9 frames cannot hold 3 steps of 4
-    assert "not possible" in text.value and out.layout.display == "none"
-    steps.value = 1
-    assert "not possible" not in text.value and out.layout.display is None
+    video.value = "v_short"  # 9 frames hold at most 2 steps of 4: the slider stops there
+    assert steps.max == 2 and steps.value == 2 and list(start.options) == [0]
+    assert shown[-1].data[2].x.shape == (3,) and "v_short" in text.value
 
 
 def test_loss_terms_figure_panels_follow_the_logged_terms():

@@ -349,24 +349,35 @@ def propagation_text(video: TrackVideo, result: Propagation) -> str:
             f"object's centre): the tracker is {verdict} the object than standing still here")
 
 
+def longest_window(video: TrackVideo, *, gap: int, max_steps: int) -> int:
+    """The most steps (at most `max_steps`) for which `video` has a window inside the frame; 0 if none."""
+    return max((n for n in range(1, max_steps + 1) if video.windows(steps=n, gap=gap)), default=0)
+
+
 def propagation_explorer(module: Any, backbone: Any, source: FrameSource, videos: Sequence[TrackVideo], *, gap: int,
                          steps: int = 3, max_steps: int = 6, methods: Sequence[str] = ("affinity", "localiser"),
                          display: Callable[[Any], None] | None = None):
     """Pick a held-out video, a window and a start point (x, y sliders; they jump to the object's
-    centre when the window changes) and watch `propagate` carry the box. Only videos with a
-    window inside the frame are offered; a step count with no such window is refused in red.
+    centre when the window changes) and watch `propagate` carry the box.
+
+    Only valid choices are offered: videos with a window inside the frame, a step count up to the
+    longest window the chosen video has (`longest_window`), first frames of windows that stay inside.
     Returns the `ipywidgets.VBox` (its `.update()` redraws)."""
     import ipywidgets as w
     from IPython.display import display as ipy_display
 
+    from vsslkit.viz.widgets import _set_range
+
     show = display or ipy_display
-    offered = [v for v in videos if v.windows(steps=1, gap=gap)]
+    longest = {v.name: longest_window(v, gap=gap, max_steps=max_steps) for v in videos}
+    offered = [v for v in videos if longest[v.name] >= 1]
     if not offered:
         raise ValueError("no held-out video keeps its object inside the frame for two frames")
     size = offered[0].size
     by_name = {v.name: v for v in offered}
     video = w.Dropdown(options=list(by_name), description="video")
-    n_steps = w.IntSlider(value=min(steps, max_steps), min=1, max=max_steps, description="steps")
+    first_max = longest[offered[0].name]
+    n_steps = w.IntSlider(value=min(steps, first_max), min=1, max=first_max, description="steps")
     start = w.SelectionSlider(options=[0], description="first frame")
     x = w.IntSlider(value=size // 2, min=0, max=size - 1, description="x (px)")
     y = w.IntSlider(value=size // 2, min=0, max=size - 1, description="y (px)")
@@ -375,30 +386,22 @@ def propagation_explorer(module: Any, backbone: Any, source: FrameSource, videos
     out = w.Output()
     busy = False
 
-    def place() -> bool:
-        """Offer the chosen video's windows; put the box on the object. False when none fits."""
+    def place() -> None:
+        """Offer the chosen video's step counts and windows; put the box on the object."""
         v = by_name[video.value]
+        _set_range(n_steps, 1, longest[v.name])
         starts = v.windows(steps=n_steps.value, gap=gap)
-        if not starts:
-            return False
         keep = start.value if start.value in starts else starts[0]
         start.options = starts
         start.value = keep
         x.value, y.value = (round(float(c)) for c in v.centres[keep])
-        return True
 
-    def redraw() -> Propagation | None:
+    def redraw() -> Propagation:
         v = by_name[video.value]
-        out.clear_output(wait=True)
-        if start.value not in v.windows(steps=n_steps.value, gap=gap):
-            text.value = (f"<b style='color:#b00'>not possible: the object of {v.name} never stays inside the frame "
-                          f"for {n_steps.value} steps of {gap} frames</b>")
-            out.layout.display = "none"
-            return None
         frames, result = propagate_window(module, backbone, source, v, start=start.value, steps=n_steps.value, gap=gap,
                                           xy=(x.value, y.value), method=method.value)
         text.value = f"<code>{propagation_text(v, result)}</code>"
-        out.layout.display = None
+        out.clear_output(wait=True)
         with out:
             show(propagation_figure(frames, result, title=f"{v.name}: box propagated by {method.value}"))
         return result
