@@ -283,5 +283,7 @@ def test_direction_figure_bars_against_the_chance_band():
 
 
 def test_committed_reproduction_says_when_it_is_missing(tmp_path):
-    line = vt.committed_reproduction(tmp_path / "from_scratch_reproduce.json")
+    from vsslkit.classroom import committed_from_scratch_table
+
+    line = committed_from_scratch_table(tmp_path / "from_scratch_reproduce.json")
     assert line.startswith("`from_scratch_reproduce.json`: not committed yet")

@@ -10,7 +10,7 @@
 - `loss_terms_figure` draws the joint loss terms of a from-scratch run, `direction_figure` the
   direction branch's held-out accuracy against chance; `comparison_markdown` /
   `comparison_reading` and `direction_reading` turn a run's numbers into the notebook's table and
-  sentences, and `committed_reproduction` reads the committed three-seed table when it is there.
+  sentences (the committed three-seed table is read by `classroom.committed_from_scratch_table`).
 
 The step of the cycle is the library's (`models.cycle.track`, `affinity`); nothing here changes
 how tracking is trained or scored, it only looks at it. Coordinates: normalised map coordinates
@@ -556,14 +556,3 @@ def comparison_reading(scores: Mapping[str, Mapping[str, Any]], *, baseline: str
                      f"{100 * diff:+.1f} points against a noise band of ±{100 * half:.1f}: {verdict} "
                      f"(one seed, {steps} steps)")
     return "\n".join(lines)
-
-
-def committed_reproduction(path: str | Path) -> str:
-    """The committed `vsslkit reproduce from-scratch` table (markdown, rendered from its JSON by the
-    reproduction's own `table_from_results`), or one line saying it is not committed yet."""
-    path = Path(path)
-    if not path.is_file():
-        return f"`{path.name}`: not committed yet (the three-seed table of `vsslkit reproduce from-scratch`)"
-    from vsslkit.experiments.from_scratch import table_from_results  # the reproduction renders its own table
-
-    return table_from_results(path)
