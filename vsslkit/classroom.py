@@ -361,3 +361,16 @@ def committed_result_summary(path: str | os.PathLike | None = None) -> str:
         values = " · ".join(f"{name} {fmt([r[section][key] for r in seeds])} %" for name, seeds in runs.items())
         lines.append(f"- {what}: {values}")
     return "\n".join(lines)
+
+
+def committed_from_scratch_table(path: str | os.PathLike | None = None) -> str:
+    """The committed `vsslkit reproduce from-scratch` table (`docs/results/from_scratch_reproduce.json`,
+    rendered by the reproduction's own `table_from_results`), or one line saying it is not committed yet.
+
+    Why here and not in `viz`: the renderer lives in `experiments`, a layer above `viz`."""
+    path = Path(path) if path is not None else REPO / "docs" / "results" / "from_scratch_reproduce.json"
+    if not path.is_file():
+        return f"`{path.name}`: not committed yet (the three-seed table of `vsslkit reproduce from-scratch`)"
+    from vsslkit.experiments.from_scratch import table_from_results
+
+    return table_from_results(path)
