@@ -30,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="λ of the long and skip cycle losses in l_track (default 0.1, the thesis)")
     p.add_argument("--sim-weight", type=non_negative_float, default=1.0,
                    help="factor of l_sim in l_track (default 1, the thesis; 0 avoids the collapse l_sim invites)")
+    p.add_argument("--localiser", choices=("learned", "soft-argmax"), default="learned",
+                   help="the tracking localiser: the thesis' convolutions + FC (default) or the weightless "
+                   "affinity-weighted mean location (models.cycle.SoftArgmaxLocaliser)")
+    p.add_argument("--padding", choices=("zeros", "circular"), default="zeros",
+                   help="spatial padding of the trunk's convolutions (default zeros; circular takes away the "
+                   "position cue a cycle loss can exploit: models.padding)")
     p.add_argument("--width", type=positive_float, default=0.125, help="trunk width (default 0.125: the CPU variant)")
     p.add_argument("--conv5-units", type=int_at_least(1), default=1, help="bottlenecks in conv5 (seed: 3)")
     p.add_argument("--clip-len", type=int_at_least(2), default=8, help="frames per classification/direction clip (seed: 13)")
@@ -66,7 +72,8 @@ def run_train_joint(args: argparse.Namespace) -> int:
     config = FromScratchConfig(num_classes=index.num_classes, track_weight=args.track_weight,
                                direction_weight=args.direction_weight, width=args.width, conv5_units=args.conv5_units,
                                clip_len=args.clip_len, size=args.size, batch_size=args.batch_size, lr=args.lr,
-                               seed=args.seed, cycle_weight=args.cycle_weight, sim_weight=args.sim_weight)
+                               seed=args.seed, cycle_weight=args.cycle_weight, sim_weight=args.sim_weight,
+                               localiser=args.localiser, padding=args.padding)
     model, result = train_from_scratch(config, paths=index.paths, labels=index.labels, num_frames=index.num_frames,
                                        source=store, out_dir=args.out, steps=args.steps, device=info.device,
                                        workers=args.workers, resume=args.resume, progress=args.progress,

@@ -107,6 +107,10 @@ def _add_from_scratch(sub: argparse._SubParsersAction) -> None:
                    help="factor of l_sim in l_track (default: FromScratchConfig's)")
     p.add_argument("--cycle-weight", type=non_negative_float, default=None,
                    help="λ of the long and skip cycles in l_track (default: FromScratchConfig's)")
+    p.add_argument("--localiser", choices=("learned", "soft-argmax"), default=None,
+                   help="the tracking localiser (default: FromScratchConfig's, the thesis' learned one)")
+    p.add_argument("--padding", choices=("zeros", "circular"), default=None,
+                   help="the trunk's spatial padding (default: FromScratchConfig's, zeros)")
     p.add_argument("--val-every", type=int_at_least(1), default=fs.VAL_EVERY,
                    help=f"steps between validation scores (default {fs.VAL_EVERY})")
     p.add_argument("--val-clips", type=int_at_least(1), default=fs.VAL_CLIPS,
@@ -213,7 +217,8 @@ def run_from_scratch(args: argparse.Namespace) -> int:
                          f"`vsslkit data synthetic --out {args.data}`)")
     names = {fs.BASELINE, *args.arms}
     overrides = {k: v for k, v in (("lr", args.lr), ("sim_weight", args.sim_weight),
-                                   ("cycle_weight", args.cycle_weight)) if v is not None}
+                                   ("cycle_weight", args.cycle_weight), ("localiser", args.localiser),
+                                   ("padding", args.padding)) if v is not None}
     plan = fs.FromScratchPlan(data_root=args.data, out_dir=args.out, seeds=tuple(range(args.seeds)),
                               arms=[a for a in fs.ARMS if a.name in names], steps=args.steps,
                               val_every=args.val_every, val_clips=args.val_clips, test_clips=args.test_clips,

@@ -107,6 +107,21 @@ class Localiser(nn.Module):
         return affine_theta(out[:, 0], out[:, 1], out[:, 2], self.scale)
 
 
+class SoftArgmaxLocaliser(nn.Module):
+    """A localiser with no weights (`localiser="soft-argmax"`): θ is the affinity-weighted mean
+    location, averaged over patch cells, unrotated. Why it is offered: the cycle's gradient then
+    reaches the features through the affinity itself instead of through a localiser that must
+    first learn to read it (in 400-600 CPU steps the learned one barely moves, docs/results/
+    from_scratch.md); the price is that the patch's angle is never predicted."""
+
+    def __init__(self, height: int, width: int, scale: float):
+        super().__init__()
+        self.height, self.width, self.scale = height, width, float(scale)
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return soft_argmax_theta(a, self.height, self.width, self.scale)
+
+
 def grid_loss(theta: torch.Tensor, target: torch.Tensor, points: int = 20) -> torch.Tensor:
     """Mean squared distance between a `points`x`points` grid on [-1, 1]² moved by θ and by the
     target θ (the public code's TransformedGridLoss; the thesis' l_long / l_skip)."""

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsslkit.models.cycle import CycleResult, Localiser, affine_theta, cycle_loss, cycles
+from vsslkit.models.cycle import CycleResult, Localiser, SoftArgmaxLocaliser, affine_theta, cycle_loss, cycles
 from vsslkit.plans import Sample, VideoTooShortError, constant_plan, constant_span
 
 
@@ -77,11 +77,16 @@ class TimeCycleModule(nn.Module):
     """Projection (1x1x1 conv, no bias) → ReLU → L2 norm over channels; the localiser; the cycles."""
 
     def __init__(self, channels: int, height: int, width: int, *, proj_dim: int, scale: float, layer: str,
-                 top: int, jitter: float, max_rotation: float):
+                 top: int, jitter: float, max_rotation: float, localiser: str = "learned"):
         super().__init__()
         self.patch_size = max(1, round(min(height, width) * scale))
         self.project = nn.Conv3d(channels, proj_dim, kernel_size=1, bias=False)
-        self.localiser = Localiser(height * width, self.patch_size, scale)
+        if localiser == "learned":
+            self.localiser: nn.Module = Localiser(height * width, self.patch_size, scale)
+        elif localiser == "soft-argmax":
+            self.localiser = SoftArgmaxLocaliser(height, width, scale)
+        else:
+            raise ValueError(f"localiser must be 'learned' or 'soft-argmax', got {localiser!r}")
         self.temperature = proj_dim ** -0.5  # logits x sqrt(d), as the seed's T = 512^-1/2
         self.scale, self.layer, self.top, self.jitter, self.max_rotation = scale, layer, top, jitter, max_rotation
 
@@ -118,6 +123,7 @@ class TimeCycleTask:
     max_rotation: float = 45.0
     weight: float = 0.1  # λ of eq. 3.3
     sim_weight: float = 1.0  # l_sim's factor (1: the thesis; see models.cycle.cycle_loss)
+    localiser: str = "learned"  # the thesis' conv + FC localiser, or "soft-argmax" (models.cycle.SoftArgmaxLocaliser)
     name: ClassVar[str] = "timecycle"
 
     def __post_init__(self) -> None:
@@ -125,6 +131,8 @@ class TimeCycleTask:
             raise ValueError(f"{self.name}: past and gap must be >= 1, got {self.past}, {self.gap}")
         if not 0 < self.scale < 1:
             raise ValueError(f"{self.name}: scale must be in (0, 1), got {self.scale}")
+        if self.localiser not in ("learned", "soft-argmax"):
+            raise ValueError(f"{self.name}: localiser must be 'learned' or 'soft-argmax', got {self.localiser!r}")
 
     @property
     def heads(self) -> dict[str, int]:
@@ -147,7 +155,8 @@ class TimeCycleTask:
     def make_module(self, backbone: nn.Module) -> TimeCycleModule:
         channels, h, w = probe_map_shape(backbone, self.layer, self.input_frames, self.size)
         return TimeCycleModule(channels, h, w, proj_dim=self.proj_dim, scale=self.scale, layer=self.layer,
-                               top=self.top, jitter=self.jitter, max_rotation=self.max_rotation)
+                               top=self.top, jitter=self.jitter, max_rotation=self.max_rotation,
+                               localiser=self.localiser)
 
     def loss(self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
              extras: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from vsslkit.data.clips import BatchPreparer, ClipDataset, EpochSampler, collate
+from vsslkit.models.padding import use_circular_spatial_padding
 from vsslkit.models.resnet50_inflated import InflatedResNet50Conv5
 from vsslkit.tasks.arrow_of_time import ArrowOfTimeTask
 from vsslkit.tasks.base import Features
@@ -56,6 +57,8 @@ class FromScratchConfig:
     lr: float = 2e-4
     weight_decay: float = 1e-4
     flip: bool = False  # a flip turns MoveRight into MoveLeft: the synthetic classes are directional
+    localiser: str = "learned"  # the thesis' localiser, or "soft-argmax" (no weights; models.cycle)
+    padding: str = "zeros"  # the convolutions' spatial padding: "zeros" or "circular" (models.padding)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +66,10 @@ class FromScratchConfig:
             raise ValueError(f"loss weights must be >= 0, got w1={self.track_weight}, w2={self.direction_weight}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+        if self.localiser not in ("learned", "soft-argmax"):
+            raise ValueError(f"localiser must be 'learned' or 'soft-argmax', got {self.localiser!r}")
+        if self.padding not in ("zeros", "circular"):
+            raise ValueError(f"padding must be 'zeros' or 'circular', got {self.padding!r}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,7 +86,7 @@ def build_joint(config: FromScratchConfig) -> Joint:
     if config.track_weight > 0:
         tasks["track"] = TimeCycleTask(past=config.past, gap=config.gap, layer=config.track_layer, size=config.size,
                                        proj_dim=config.proj_dim, weight=config.cycle_weight,
-                                       sim_weight=config.sim_weight)
+                                       sim_weight=config.sim_weight, localiser=config.localiser)
         weights["track"] = config.track_weight
     if config.direction_weight > 0:
         tasks["dir"] = ArrowOfTimeTask(clip_len=config.clip_len)
@@ -91,6 +98,8 @@ def build_model(config: FromScratchConfig) -> PretextModel:
     """Trunk + conv5 + the branches, initialised from `config.seed` (same seed, same weights)."""
     torch.manual_seed(config.seed)
     backbone = InflatedResNet50Conv5(width=config.width, conv5_units=config.conv5_units)
+    if config.padding == "circular":
+        use_circular_spatial_padding(backbone)
     return PretextModel(backbone, build_joint(config))
 
 
