@@ -55,6 +55,7 @@ def test_cli_scores_the_checkpoint_on_held_out_videos(tmp_path, capsys):
         assert r["accuracy"] == pytest.approx(np.trace(confusion) / n)
         assert f"| {head} | {classes} | {100 * r['accuracy']:.1f} % |" in printed
     assert "--subset test" in result["command"] and "--seed 0" in result["command"]
+    assert "--store-format auto" in result["command"]  # a JPEG-store evaluation must say so to be rerun
     # same seed, same clips, same numbers
     again = tmp_path / "again.json"
     assert main(["pretext-eval", "--checkpoint", str(checkpoint), "--clips-per-video", "2", "--out", str(again),

@@ -495,7 +495,8 @@ def run_pretext_eval(args: argparse.Namespace) -> int:
             "command": "vsslkit pretext-eval " + shlex.join([  # rebuilt from the parsed flags: reproducible
                 "--checkpoint", str(args.checkpoint), "--data", str(args.data), "--split", str(args.split),
                 "--subset", args.subset, "--clips-per-video", str(args.clips_per_video), "--short-side",
-                str(args.short_side), "--store", str(args.store), "--seed", str(args.seed)]),
+                str(args.short_side), "--store", str(args.store), "--store-format", args.store_format,
+                *(["--jpeg-quality", str(args.jpeg_quality)] if args.jpeg_quality else []), "--seed", str(args.seed)]),
             "skipped": [(str(p), r) for p, r in skipped],
             "time_symmetric_data": symmetric,
             "heads": {head: {"accuracy": s.accuracy, "majority": s.majority, "chance": s.chance,

@@ -83,6 +83,9 @@ def _common(p: argparse.ArgumentParser, *, lr: float, batch_size: int) -> None:
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from OUT/checkpoints/last.pt when it exists")
     p.add_argument("--workers", type=int_at_least(0), default=0, help="DataLoader worker processes")
+    p.add_argument("--decode-on", choices=("cpu", "device"), default="cpu",
+                   help="where JPEG frames are decoded: cpu (in the loader, default) or device (the whole batch "
+                        "in the training step, nvJPEG on CUDA; needs --store-format jpeg)")
     p.add_argument("--log-every", type=int_at_least(1), default=10)
     p.add_argument("--checkpoint-every", type=int_at_least(1), default=100)
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard")
@@ -165,6 +168,9 @@ def _load_index(args: argparse.Namespace, info: Any, *, label_fraction: float = 
     if label_fraction < 1.0:
         index = take_fraction(index, label_fraction, args.seed)
     store = open_store_from_args(args, args.store or default_store_dir(), dataset_root=args.data)
+    if args.decode_on == "device" and not hasattr(store, "read_encoded"):
+        raise UsageError("--decode-on device", "needs a JPEG frame store (--store-format jpeg, or a dataset "
+                         "prepared as JPEG); this store holds raw frames")
     if info.is_main:
         index_counts, skipped = index.with_frame_counts(store, progress=args.progress)
     barrier(info)
@@ -236,7 +242,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
                              compile=args.compile, resume=args.resume, progress=args.progress,
                              log_every=args.log_every, checkpoint_every=args.checkpoint_every,
                              tensorboard=args.tensorboard, sync_bn=args.sync_bn, dist_info=info,
-                             groups=index.groups)
+                             groups=index.groups, decode_on=args.decode_on)
         if info.is_main:
             last = result.history[-1] if result.history else {}
             accs = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.endswith("acc"))
@@ -307,7 +313,7 @@ def run_finetune(args: argparse.Namespace) -> int:
             source=store, out_dir=args.out, batch_size=args.batch_size, epochs=epochs, max_steps=steps, lr=args.lr,
             optimizer=args.optimizer, milestones=args.milestones, seed=args.seed, workers=args.workers,
             device=info.device, amp=args.amp, resume=args.resume, progress=args.progress, dist_info=info,
-            log_every=args.log_every, checkpoint_every=args.checkpoint_every)
+            log_every=args.log_every, checkpoint_every=args.checkpoint_every, decode_on=args.decode_on)
         if info.is_main:
             print(f"fine-tuned {result.steps} steps on {len(index)} videos ({index.num_classes} classes) in "
                   f"{result.seconds:.1f} s; final loss {result.final_loss:.4f}; classifier {Path(args.out) / 'classifier.pt'}")

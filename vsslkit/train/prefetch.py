@@ -6,6 +6,14 @@
 come out in loader order with the same step numbers, so a seeded `prepare` (`BatchPreparer`)
 gives bit-identical batches; a `prepare` drawing from the global torch RNG would not be
 reproducible here and must not be used.
+
+The prefetch thread runs its torch ops (collate, crop, to-float) on ONE intra-op thread. In
+OpenMP the thread count is per calling thread, so without this the prefetch thread opened its own
+team as wide as the training thread's: 2 + 2 threads on a 2-core CPU, spin-waiting on each other,
+and the loop cost x1.21-1.40 of the bare step instead of <= x1.10 (docs/scaling.md "Loop
+overhead"). `torch.set_num_threads` also sets the default that threads started *later* inherit,
+so the spawner restores that default once the new thread has taken its own count; the training
+thread's count is never changed (tests/test_prefetch.py checks both).
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+
+import torch
 
 _DONE = object()
 # Reused daemon threads: starting a thread per epoch cost ~7 ms on a loaded machine (cProfile of
@@ -24,8 +34,10 @@ _IDLE_LOCK = threading.Lock()
 _idle = 0
 
 
-def _serve() -> None:
+def _serve(ready: threading.Event) -> None:
     global _idle
+    torch.set_num_threads(1)  # this thread's OpenMP team only (see the module docstring)
+    ready.set()
     while True:
         job, finished = _JOBS.get()
         try:
@@ -46,7 +58,11 @@ def _in_thread(job: Callable[[], None]) -> threading.Event:
             _idle -= 1
     _JOBS.put((job, finished))
     if spawn:
-        threading.Thread(target=_serve, name="vsslkit-prefetch", daemon=True).start()
+        threads = torch.get_num_threads()  # the caller's count; reading it also fixes it for the caller
+        ready = threading.Event()
+        threading.Thread(target=_serve, args=(ready,), name="vsslkit-prefetch", daemon=True).start()
+        ready.wait()
+        torch.set_num_threads(threads)  # restore the default for threads started later (the caller's is unchanged)
     return finished
 
 

@@ -190,6 +190,7 @@ def pretrain(
     report: Callable[[str], None] = print,
     groups: Sequence[str] | None = None,
     flow: Any = None,
+    decode_on: str = "cpu",
 ) -> tuple[PretextModel, FitResult]:
     """Pretrain on unlabelled videos; returns the model and the fit result (checkpoint in out_dir).
 
@@ -197,6 +198,8 @@ def pretrain(
     `groups` (e.g. UCF101's "gXX") let a cross-video task avoid near-duplicate partners (ASCNet).
     A task whose labels come from optical flow (`flow_clips`, e.g. statistics) reads it from `flow`
     (a `FlowCache`; default: Farneback flow beside `source`, built here first, bad videos skipped).
+    `decode_on="device"` (a JPEG store) decodes each batch on `device` in the training step
+    instead of in the loader (see `vsslkit.data.clips`); the clips are the same.
     """
     info = dist_info or DistInfo(device=torch.device(device))
     model = build_pretext_model(config)
@@ -208,7 +211,7 @@ def pretrain(
         groups = [groups[i] for i in keep] if groups is not None else None
     dataset = ClipDataset(paths, None, num_frames, source, sample_fn, seed=config.seed,
                           min_frames=task.min_frames, same_batch=config.same_batch, groups=groups,
-                          flow=flow if flow_clips else None, flow_clips=flow_clips)
+                          flow=flow if flow_clips else None, flow_clips=flow_clips, decode_on=decode_on)
     model.bind_dataset(len(dataset), dataset.groups)  # per-video state (ASCNet's bank) is sized here
     if dataset.skipped and info.is_main:
         report(f"skipped {len(dataset.skipped)} videos too short for task {config.task} "

@@ -166,13 +166,15 @@ def train_classifier(
     dist_info: DistInfo | None = None,
     log_every: int = 10,
     checkpoint_every: int | None = 100,
+    decode_on: str = "cpu",
 ) -> tuple[VideoClassifier, FitResult]:
     """Fine-tune (or linear-probe) a classifier; writes `out_dir/classifier.pt` + `classifier.json`.
 
     `classifier.pt` holds `{"model": state_dict, "config": config.to_json()}`: the hook for the
     downstream evaluation (10 uniformly spaced clips per test video). `backbone` is built by the
     caller and must be the one `config` describes (norm and its g included), or the saved
-    classifier will not reload.
+    classifier will not reload. `decode_on="device"` (a JPEG store) decodes batches on `device`
+    in the training step instead of in the loader (`vsslkit.data.clips`).
     """
     info = dist_info or DistInfo(device=torch.device(device))
     plain_config = config.to_json()  # JSON types, identical in .pt and .json
@@ -181,7 +183,8 @@ def train_classifier(
     task = SupervisedTask(num_classes=config.num_classes, clip_len=config.clip_len, stride=config.stride,
                           extra_frames=int(config.residual))
     min_frames = task.min_frames
-    dataset = ClipDataset(paths, labels, num_frames, source, task.sample, seed=seed, min_frames=min_frames)
+    dataset = ClipDataset(paths, labels, num_frames, source, task.sample, seed=seed, min_frames=min_frames,
+                          decode_on=decode_on)
     if dataset.skipped and info.is_main:
         print(f"skipped {len(dataset.skipped)} videos shorter than {min_frames} frames:")
         for path, reason in dataset.skipped:
