@@ -168,7 +168,7 @@ def _load_index(args: argparse.Namespace, info: Any, *, label_fraction: float = 
     if label_fraction < 1.0:
         index = take_fraction(index, label_fraction, args.seed)
     store = open_store_from_args(args, args.store or default_store_dir(), dataset_root=args.data)
-    if args.decode_on == "device" and not hasattr(store, "read_encoded"):
+    if getattr(args, "decode_on", "cpu") == "device" and not hasattr(store, "read_encoded"):  # train-joint has no flag
         raise UsageError("--decode-on device", "needs a JPEG frame store (--store-format jpeg, or a dataset "
                          "prepared as JPEG); this store holds raw frames")
     if info.is_main:
