@@ -269,6 +269,15 @@ def ordering_agreement(results: dict[str, list[dict]], thesis: dict[str, float],
     return {"agree": agree, "pairs": len(pairs), "spearman": rho, "rows": len(names)}
 
 
+def agreement_phrase(title: str, agreement: dict[str, Any]) -> str | None:
+    """"<title> k/n[, Spearman ρ]" for an `ordering_agreement`, or None when it has no pair to compare."""
+    if not agreement["pairs"]:
+        return None
+    rho = ("" if agreement["rows"] < 3 else ", Spearman undefined (a constant column)"
+           if math.isnan(agreement["spearman"]) else f", Spearman {agreement['spearman']:+.2f}")
+    return f"{title} {agreement['agree']}/{agreement['pairs']}{rho}"
+
+
 def table_from_results(path: str | Path, render: Callable[[AblationPlan, dict[str, list[dict]]], str] | None = None) -> str:
     """Re-render `table.md` from a run's `results.json` (e.g. one that ran on a GPU elsewhere)."""
     raw = json.loads(Path(path).read_text())

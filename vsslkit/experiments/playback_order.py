@@ -15,11 +15,10 @@ set beside the paper's values of the same g (its clips have 16 frames, so its g 
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any
 
-from vsslkit.experiments.ablation import AblationPlan, ordering_agreement
+from vsslkit.experiments.ablation import AblationPlan, agreement_phrase, ordering_agreement
 from vsslkit.experiments.quickstart import CPU_DOWNSTREAM, CPU_PRETRAIN
 from vsslkit.experiments.report import fmt, markdown_table
 from vsslkit.train.pretrain import PretrainConfig
@@ -127,10 +126,9 @@ def render_table(plan: AblationPlan, results: dict[str, list[dict]]) -> str:
         parts = []
         for section, key, title in METRICS:
             a = ordering_agreement(results, paper, section, key)
-            if a["pairs"]:
-                rho = ("" if a["rows"] < 3 else ", Spearman undefined (a constant column)" if math.isnan(a["spearman"])
-                       else f", Spearman {a['spearman']:+.2f}")
-                parts.append(f"{title} {a['agree']}/{a['pairs']}{rho}")
+            phrase = agreement_phrase(title, a)
+            if phrase:
+                parts.append(phrase)
         if parts:
             lines.append(f"- {table}: pairs ordered as the paper — " + "; ".join(parts) + ".")
     text = markdown_table(header, rows) + "\n\n" + note

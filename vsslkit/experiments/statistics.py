@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from vsslkit.experiments.ablation import AblationPlan, ordering_agreement
+from vsslkit.experiments.ablation import AblationPlan, agreement_phrase, ordering_agreement
 from vsslkit.experiments.quickstart import CPU_DOWNSTREAM, CPU_PRETRAIN
 from vsslkit.experiments.report import fmt, markdown_table, mean_std
 from vsslkit.tasks.statistics import StatisticsTask
@@ -234,10 +234,9 @@ def render_table(plan: AblationPlan, results: dict[str, list[dict]]) -> str:
                 n: [{"heldout": {"all": r["heldout"]["all"]["accuracy"]}} for r in runs if "all" in r.get("heldout", {})]
                 for n, runs in results.items()}
             a = ordering_agreement(usable, paper, section, key if section != "heldout" else "all")
-            if a["pairs"]:
-                rho = ("" if a["rows"] < 3 else ", Spearman undefined (a constant column)" if np.isnan(a["spearman"])
-                       else f", Spearman {a['spearman']:+.2f}")
-                parts.append(f"{title} {a['agree']}/{a['pairs']}{rho}")
+            phrase = agreement_phrase(title, a)
+            if phrase:
+                parts.append(phrase)
         if parts:
             lines.append(f"- {table}: pairs ordered as the paper — " + "; ".join(parts) + ".")
     sentences = [s for s in (heldout_sentence(results, n) for n, _ in plan.variants) if s]
