@@ -37,6 +37,17 @@ def run_as_script(script: str | Path, out: Path, launcher: list[str] | None = No
     return proc.stdout
 
 
+@pytest.fixture(scope="module")
+def tiny_synthetic(tmp_path_factory) -> Path:
+    """A tiny synthetic set (7 videos per class, 32 px, 40-50 frames), one per test module: what
+    the reproduce commands' tests run their arms on."""
+    from vsslkit.data.synthetic import make_synthetic
+
+    torch.set_num_threads(2)
+    return make_synthetic(tmp_path_factory.mktemp("synthetic"), videos_per_class=7, size=32, length_range=(40, 50),
+                          seed=1, progress=False)
+
+
 def moving_square_frames(num_frames: int = 40, size: int = 48, seed: int = 0) -> np.ndarray:
     """A bright square moving right 1 px/frame on noise: frame t is recognisable by position."""
     rng = np.random.default_rng(seed)

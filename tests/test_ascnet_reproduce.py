@@ -4,9 +4,7 @@ same seed gives the same numbers."""
 from dataclasses import replace
 
 import pytest
-import torch
 
-from vsslkit.data.synthetic import make_synthetic
 from vsslkit.experiments import ascnet as asc
 from vsslkit.experiments.quickstart import CPU_DOWNSTREAM
 
@@ -20,13 +18,6 @@ def _tiny(cfg):
     if cfg.task == "ascnet":
         cfg = replace(cfg, task_options={**cfg.task_options, "refresh_every": 1, "hidden": 16, "dim": 8})
     return cfg
-
-
-@pytest.fixture(scope="module")
-def tiny_synthetic(tmp_path_factory):
-    torch.set_num_threads(2)
-    root = tmp_path_factory.mktemp("synthetic")
-    return make_synthetic(root, videos_per_class=7, size=32, length_range=(40, 50), seed=1, progress=False)
 
 
 def test_every_arm_runs_and_the_table_renders_from_the_json(tiny_synthetic, tmp_path):

@@ -3,21 +3,12 @@
 from dataclasses import replace
 
 import pytest
-import torch
 
-from vsslkit.data.synthetic import make_synthetic
 from vsslkit.experiments import ablation as ab
 from vsslkit.experiments import quickstart as qs
 from vsslkit.experiments.report import fmt, paired_differences, verdict
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tiny_synthetic(tmp_path_factory):
-    torch.set_num_threads(2)
-    root = tmp_path_factory.mktemp("synthetic")
-    return make_synthetic(root, videos_per_class=7, size=32, length_range=(40, 50), seed=1, progress=False)
 
 
 TINY_PRE = replace(qs.CPU_PRETRAIN, clip_len=6, size=24, batch_size=8, moco=replace(qs.CPU_PRETRAIN.moco, queue_size=16))

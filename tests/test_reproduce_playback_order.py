@@ -7,23 +7,14 @@ import json
 from dataclasses import replace
 
 import pytest
-import torch
 
 from vsslkit.cli import main
-from vsslkit.data.synthetic import make_synthetic
 from vsslkit.experiments import ablation as ab
 from vsslkit.experiments import playback_order as po
 
 pytestmark = pytest.mark.slow
 
 TINY_DOWN = replace(po.DOWNSTREAM, finetune_steps=2, batch_size=8, clips_per_video=2)
-
-
-@pytest.fixture(scope="module")
-def tiny_synthetic(tmp_path_factory):
-    torch.set_num_threads(2)
-    return make_synthetic(tmp_path_factory.mktemp("synthetic"), videos_per_class=7, size=32, length_range=(40, 50),
-                          seed=1, progress=False)
 
 
 def _tiny(arms):

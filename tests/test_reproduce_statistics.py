@@ -14,7 +14,6 @@ import torch
 
 from vsslkit.cli import main
 from vsslkit.data.clips import EpochSampler
-from vsslkit.data.synthetic import make_synthetic
 from vsslkit.experiments import ablation as ab
 from vsslkit.experiments import statistics as st
 from vsslkit.train.distributed import DistInfo
@@ -23,13 +22,6 @@ from vsslkit.train.pretrain import _curriculum_sampler, build_task
 pytestmark = pytest.mark.slow
 
 TINY_DOWN = replace(st.DOWNSTREAM, finetune_steps=2, batch_size=8, clips_per_video=2)
-
-
-@pytest.fixture(scope="module")
-def tiny_synthetic(tmp_path_factory):
-    torch.set_num_threads(2)
-    return make_synthetic(tmp_path_factory.mktemp("synthetic"), videos_per_class=7, size=32, length_range=(40, 50),
-                          seed=1, progress=False)
 
 
 def _tiny(arms):
