@@ -68,3 +68,26 @@ def test_the_soft_argmax_localiser_has_no_weights_and_reads_the_affinity():
     assert TimeCycleTask(localiser="soft-argmax").localiser == "soft-argmax"
     with pytest.raises(ValueError, match="localiser"):
         TimeCycleTask(localiser="oracle")
+
+
+def test_the_direction_stride_reaches_the_branch_and_its_evaluation():
+    import numpy as np
+
+    from vsslkit.train.from_scratch import FromScratchConfig, build_joint, build_model, direction_accuracy
+
+    config = FromScratchConfig(num_classes=3, direction_stride=3, clip_len=4, size=16, track_weight=0)
+    task = build_joint(config).tasks["dir"]
+    sample = task.sample(60, np.random.default_rng(0))
+    assert set(np.abs(np.diff(sample.plan.indices)).tolist()) == {3}
+
+    asked = []
+
+    class Frames:  # records the frame indices it is asked for
+        def read(self, path, indices):
+            asked.append(np.asarray(indices))
+            return np.zeros((len(indices), 16, 16, 3), dtype=np.uint8)
+
+    direction_accuracy(build_model(config), ["a", "b"], [60, 60], Frames(), clip_len=4, size=16, stride=3)
+    assert asked and all(set(np.abs(np.diff(i)).tolist()) == {3} for i in asked)
+    with pytest.raises(ValueError, match="direction_stride"):
+        FromScratchConfig(num_classes=3, direction_stride=0)

@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--padding", choices=("zeros", "circular"), default="zeros",
                    help="spatial padding of the trunk's convolutions (default zeros; circular takes away the "
                    "position cue a cycle loss can exploit: models.padding)")
+    p.add_argument("--direction-stride", type=int_at_least(1), default=1,
+                   help="frames between the direction clip's frames (default 1: consecutive, like the classification "
+                   "clip; a wider stride shows more of the irreversible processes of synthetic version 3)")
     p.add_argument("--width", type=positive_float, default=0.125, help="trunk width (default 0.125: the CPU variant)")
     p.add_argument("--conv5-units", type=int_at_least(1), default=1, help="bottlenecks in conv5 (seed: 3)")
     p.add_argument("--clip-len", type=int_at_least(2), default=8, help="frames per classification/direction clip (seed: 13)")
@@ -73,7 +76,7 @@ def run_train_joint(args: argparse.Namespace) -> int:
                                direction_weight=args.direction_weight, width=args.width, conv5_units=args.conv5_units,
                                clip_len=args.clip_len, size=args.size, batch_size=args.batch_size, lr=args.lr,
                                seed=args.seed, cycle_weight=args.cycle_weight, sim_weight=args.sim_weight,
-                               localiser=args.localiser, padding=args.padding)
+                               localiser=args.localiser, padding=args.padding, direction_stride=args.direction_stride)
     model, result = train_from_scratch(config, paths=index.paths, labels=index.labels, num_frames=index.num_frames,
                                        source=store, out_dir=args.out, steps=args.steps, device=info.device,
                                        workers=args.workers, resume=args.resume, progress=args.progress,

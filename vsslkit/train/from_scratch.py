@@ -59,6 +59,7 @@ class FromScratchConfig:
     flip: bool = False  # a flip turns MoveRight into MoveLeft: the synthetic classes are directional
     localiser: str = "learned"  # the thesis' localiser, or "soft-argmax" (no weights; models.cycle)
     padding: str = "zeros"  # the convolutions' spatial padding: "zeros" or "circular" (models.padding)
+    direction_stride: int = 1  # frames between the direction clip's frames (1: consecutive, as the classification clip)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -68,6 +69,8 @@ class FromScratchConfig:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
         if self.localiser not in ("learned", "soft-argmax"):
             raise ValueError(f"localiser must be 'learned' or 'soft-argmax', got {self.localiser!r}")
+        if self.direction_stride < 1:
+            raise ValueError(f"direction_stride must be >= 1, got {self.direction_stride}")
         if self.padding not in ("zeros", "circular"):
             raise ValueError(f"padding must be 'zeros' or 'circular', got {self.padding!r}")
 
@@ -89,7 +92,7 @@ def build_joint(config: FromScratchConfig) -> Joint:
                                        sim_weight=config.sim_weight, localiser=config.localiser)
         weights["track"] = config.track_weight
     if config.direction_weight > 0:
-        tasks["dir"] = ArrowOfTimeTask(clip_len=config.clip_len)
+        tasks["dir"] = ArrowOfTimeTask(clip_len=config.clip_len, speeds=(config.direction_stride,))
         weights["dir"] = config.direction_weight
     return Joint(tasks, weights=weights)
 
@@ -185,13 +188,14 @@ class BranchPredictor(torch.nn.Module):
 
 def direction_accuracy(model: PretextModel, paths: Sequence[str | Path], num_frames: Sequence[int], source: Any, *,
                        clip_len: int, size: int, clips_per_video: int = 4, seed: int = 0, batch_size: int = 16,
-                       device: str | torch.device = "cpu") -> dict[str, float]:
-    """Held-out accuracy of the direction branch: `clips_per_video` clips per video, each reversed
-    with probability 1/2 (seeded), fitted to `size` (`fit_to`); the label is each clip's own plan's."""
+                       device: str | torch.device = "cpu", stride: int = 1) -> dict[str, float]:
+    """Held-out accuracy of the direction branch: `clips_per_video` clips per video at `stride` (the
+    run's `direction_stride`), each reversed with probability 1/2 (seeded), fitted to `size`
+    (`fit_to`); the label is each clip's own plan's."""
     from vsslkit.data import transforms as T
     from vsslkit.eval.video_level_clips import fit_to
 
-    task = ArrowOfTimeTask(clip_len=clip_len)
+    task = ArrowOfTimeTask(clip_len=clip_len, speeds=(stride,))
     predictor = BranchPredictor(model, "dir").to(device)
     clips, labels = [], []
     for v, (path, n) in enumerate(zip(paths, num_frames)):
@@ -235,7 +239,7 @@ def evaluate_from_scratch(model: PretextModel, config: FromScratchConfig, test: 
         size=config.size, num_classes=len(test.class_names), device=device, max_clips=max_clips)}
     if "dir" in model.head.branches:
         out["direction"] = direction_accuracy(model, test.paths, test.num_frames, store, clip_len=config.clip_len,
-                                              size=config.size, seed=seed, device=device)
+                                              size=config.size, seed=seed, device=device, stride=config.direction_stride)
     if "track" in model.head.branches and synthetic_root is not None:
         from vsslkit.eval.tracking import tracking_error
 
