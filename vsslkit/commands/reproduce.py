@@ -111,6 +111,8 @@ def _add_from_scratch(sub: argparse._SubParsersAction) -> None:
                    help="the tracking localiser (default: FromScratchConfig's, the thesis' learned one)")
     p.add_argument("--padding", choices=("zeros", "circular"), default=None,
                    help="the trunk's spatial padding (default: FromScratchConfig's, zeros)")
+    p.add_argument("--direction-stride", type=int_at_least(1), default=None,
+                   help="frames between the direction clip's frames (default: FromScratchConfig's, 1)")
     p.add_argument("--val-every", type=int_at_least(1), default=fs.VAL_EVERY,
                    help=f"steps between validation scores (default {fs.VAL_EVERY})")
     p.add_argument("--val-clips", type=int_at_least(1), default=fs.VAL_CLIPS,
@@ -218,7 +220,8 @@ def run_from_scratch(args: argparse.Namespace) -> int:
     names = {fs.BASELINE, *args.arms}
     overrides = {k: v for k, v in (("lr", args.lr), ("sim_weight", args.sim_weight),
                                    ("cycle_weight", args.cycle_weight), ("localiser", args.localiser),
-                                   ("padding", args.padding)) if v is not None}
+                                   ("padding", args.padding), ("direction_stride", args.direction_stride))
+                 if v is not None}
     plan = fs.FromScratchPlan(data_root=args.data, out_dir=args.out, seeds=tuple(range(args.seeds)),
                               arms=[a for a in fs.ARMS if a.name in names], steps=args.steps,
                               val_every=args.val_every, val_clips=args.val_clips, test_clips=args.test_clips,
