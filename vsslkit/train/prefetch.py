@@ -9,9 +9,9 @@ reproducible here and must not be used.
 
 The prefetch thread runs its torch ops (collate, crop, to-float) on ONE intra-op thread. In
 OpenMP the thread count is per calling thread, so without this the prefetch thread opened its own
-team as wide as the training thread's: 2 + 2 threads on a 2-core CPU, spin-waiting on each other,
-and the loop cost x1.21-1.40 of the bare step instead of <= x1.10 (docs/scaling.md "Loop
-overhead"). `torch.set_num_threads` also sets the default that threads started *later* inherit,
+team as wide as the training thread's: 2 + 2 threads on a 2-core CPU, spin-waiting on each other
+(the loop cost x1.21-1.40 of the bare step then; with this change the runs so far, all on a loaded
+machine, show no clear gain: docs/scaling.md "Loop overhead"). `torch.set_num_threads` also sets the default that threads started *later* inherit,
 so the spawner restores that default once the new thread has taken its own count; the training
 thread's count is never changed (tests/test_prefetch.py checks both).
 """
