@@ -59,30 +59,3 @@ def test_an_abandoned_prefetch_does_not_hold_up_interpreter_exit():
             "g = prefetched(itertools.count(), lambda r, s: r, first_step=0)\nprint(next(g))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "(0, 0)"
-
-
-def test_the_prefetch_thread_runs_one_torch_thread_and_the_training_thread_keeps_its_count():
-    """One intra-op thread in the prefetch thread (no second OpenMP team competing for the cores),
-    while the training thread keeps its count: a global change would silently halve training speed.
-    A fresh interpreter whose main thread has not yet read its count (the case a leak would hit),
-    OMP_NUM_THREADS=2 so the default is 2 on any machine."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    code = (
-        "import threading, torch\n"
-        "from vsslkit.train.prefetch import prefetched\n"
-        "inside = [n for _, n in prefetched(iter(range(3)), lambda r, s: torch.get_num_threads(), first_step=0)]\n"
-        "later = []\n"
-        "t = threading.Thread(target=lambda: later.append(torch.get_num_threads())); t.start(); t.join()\n"
-        "torch.set_num_threads(2)\n"  # a second loop reuses the idle prefetch thread: still one thread
-        "again = [n for _, n in prefetched(iter(range(2)), lambda r, s: torch.get_num_threads(), first_step=0)]\n"
-        "print(inside, torch.get_num_threads(), later, again)\n"
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[1, 1, 1] 2 [2] [1, 1]"

@@ -5,9 +5,9 @@ in-memory batch; (b) `fit` end to end (frame-store reads of generated videos, co
 `prepare_batch` crops, logging, checkpoint cadence). Their ratio is the loop's overhead;
 a ratio near 1 means the data pipeline keeps up with the model.
 
-Measured on the idle 2-core CPU before the prefetch thread was limited to one torch thread
-(docs/scaling.md "Loop overhead"): ~1.3 with torch's two threads (the prefetch thread's own
-OpenMP team competed with them), ~1.05 with `--threads 1`.
+Measured on the 2-core CPU (docs/scaling.md): with torch on both cores the loop's prefetch thread
+(loading and cropping the next batch while this one trains) competes with torch's threads and the
+ratio is ~1.3; with `--threads 1`, which leaves a core to the prefetch thread, it is ~1.05.
 """
 
 from __future__ import annotations

@@ -6,14 +6,6 @@
 come out in loader order with the same step numbers, so a seeded `prepare` (`BatchPreparer`)
 gives bit-identical batches; a `prepare` drawing from the global torch RNG would not be
 reproducible here and must not be used.
-
-The prefetch thread runs its torch ops (collate, crop, to-float) on ONE intra-op thread. In
-OpenMP the thread count is per calling thread, so without this the prefetch thread opened its own
-team as wide as the training thread's: 2 + 2 threads on a 2-core CPU, spin-waiting on each other
-(the loop cost x1.21-1.40 of the bare step then; with this change the runs so far, all on a loaded
-machine, show no clear gain: docs/scaling.md "Loop overhead"). `torch.set_num_threads` also sets the default that threads started *later* inherit,
-so the spawner restores that default once the new thread has taken its own count; the training
-thread's count is never changed (tests/test_prefetch.py checks both).
 """
 
 from __future__ import annotations
@@ -22,8 +14,6 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
-
-import torch
 
 _DONE = object()
 # Reused daemon threads: starting a thread per epoch cost ~7 ms on a loaded machine (cProfile of
@@ -34,10 +24,8 @@ _IDLE_LOCK = threading.Lock()
 _idle = 0
 
 
-def _serve(ready: threading.Event) -> None:
+def _serve() -> None:
     global _idle
-    torch.set_num_threads(1)  # this thread's OpenMP team only (see the module docstring)
-    ready.set()
     while True:
         job, finished = _JOBS.get()
         try:
@@ -58,11 +46,7 @@ def _in_thread(job: Callable[[], None]) -> threading.Event:
             _idle -= 1
     _JOBS.put((job, finished))
     if spawn:
-        threads = torch.get_num_threads()  # the caller's count; reading it also fixes it for the caller
-        ready = threading.Event()
-        threading.Thread(target=_serve, args=(ready,), name="vsslkit-prefetch", daemon=True).start()
-        ready.wait()
-        torch.set_num_threads(threads)  # restore the default for threads started later (the caller's is unchanged)
+        threading.Thread(target=_serve, name="vsslkit-prefetch", daemon=True).start()
     return finished
 
 
