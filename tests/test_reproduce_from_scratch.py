@@ -181,3 +181,22 @@ def test_best_validation_scores_are_the_weights_of_that_step(tiny_synthetic, tmp
     one = fs.run_reproduction(replace(plan, out_dir=tmp_path / "one", steps=1))["runs"][0]
     assert two["best_val"]["hit_at_1"] == one["last"]["hit_at_1"]
     assert two["best_val"]["hit_at_5"] == one["last"]["hit_at_5"]
+
+
+@pytest.mark.parametrize(("trunk", "inputs"), [("stem3", "rgb"), ("temporal", "residual-dir"), ("r3d", "residual-both")])
+def test_the_direction_diagnostics_script_trains_and_scores_each_change(tiny_synthetic, tmp_path, trunk, inputs):
+    """data_scripts/direction_diagnostics.py (the runs behind docs/results/from_scratch.md's direction
+    table) at 2 steps: it trains the changed model and prints both held-out scores."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "data_scripts" / "direction_diagnostics.py"
+    result = subprocess.run([sys.executable, str(script), "--data", str(tiny_synthetic), "--store", str(tmp_path / "s"),
+                             "--out", str(tmp_path / "o"), "--trunk", trunk, "--input", inputs, "--steps", "2",
+                             "--batch-size", "4", "--batch-stats"], capture_output=True, text=True, timeout=600,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "trained 2 steps" in result.stdout
+    held_out = [line for line in result.stdout.splitlines() if line.startswith("held-out direction accuracy")]
+    assert len(held_out) == 2 and "of 112 clips" in held_out[0]  # 28 test videos x 4 clips
