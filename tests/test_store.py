@@ -354,7 +354,7 @@ def test_store_works_in_dataloader_workers(tmp_path, video, fmt):
     store = _open(tmp_path / "store", fmt)
     store.read(video, [0])  # parent opened (and cached) the memmap before the workers start
     assert len(pickle.dumps(store)) < 500  # spawned workers get no copy of the cached frames
-    assert pickle.loads(pickle.dumps(store))._cache == {}
+    assert len(pickle.loads(pickle.dumps(store))._cache) == 0
     loader = torch.utils.data.DataLoader(_Clips(store, video), batch_size=4, num_workers=2, multiprocessing_context="fork")
     batches = torch.cat(list(loader)).numpy()
     full = _expected(decode(video, short_side=32), fmt)
@@ -384,3 +384,65 @@ def test_store_format_flags_and_auto(tmp_path):
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args(bad)
         assert exit_info.value.code == 2
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors through /proc")
+def test_open_maps_are_bounded_and_videos_are_validated_once(tmp_path, video, fmt, monkeypatch):
+    """Each open memmap holds a file descriptor (CPython's mmap keeps a duplicate), so a store that
+    kept every video it ever read mapped would run out of descriptors on a 13k-video dataset: the
+    store keeps only the most recently read maps open, reopens an evicted one with the same frames,
+    and validates a video (`ensure`: stat, digest, JSON) once per process, not at every reopen."""
+    import shutil
+
+    from vsslkit.data.open_maps import OpenMaps, default_capacity
+
+    copies = [shutil.copy(video, tmp_path / "src" / f"copy{i}.mp4") for i in range(6)]
+    store = _open(tmp_path / "store", fmt)
+    store._cache = OpenMaps(capacity=2)
+    counts = [store.num_frames(p) for p in copies]  # validates each copy once (as a dataset does)
+    ensured = []
+    real_ensure = type(store).ensure
+    monkeypatch.setattr(type(store), "ensure", lambda self, p: ensured.append(p) or real_ensure(self, p))
+    before = _open_descriptors()
+    first = [store.read(p, [0, 5]) for p in copies]
+    assert len(store._cache) == 2 and _open_descriptors() <= before + 2  # not one per video read
+    again = store.read(copies[0], [0, 5])  # evicted long ago: mapped again, same frames
+    assert np.array_equal(again, first[0]) and counts == [40] * 6
+    assert ensured == []  # num_frames validated them; reopening does not validate again
+    fresh = _open(tmp_path / "store", fmt)
+    fresh.read(copies[1], [1])
+    assert len(ensured) == 1  # a new store (a spawned worker) validates before its first read
+    assert 16 <= default_capacity() <= 1024
+    with pytest.raises(ValueError, match="capacity"):
+        OpenMaps(capacity=0)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
+def test_a_store_reads_more_videos_than_the_open_file_limit(tmp_path, fmt):
+    """The end-to-end case the bound exists for: a process limited to 64 open files reads 120
+    stored videos (the code before the bound stopped at the 58th with "Too many open files")."""
+    script = textwrap.dedent(f"""
+        import resource, shutil, sys
+        from pathlib import Path
+        import numpy as np
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        from vsslkit.data.stores import open_store
+        from vsslkit.data.writer import write_video
+        tmp = Path({str(tmp_path)!r})
+        frames = np.random.default_rng(0).integers(0, 255, size=(20, 32, 40, 3), dtype=np.uint8)
+        source = write_video(tmp / "v.mp4", frames, crf=28)
+        paths = [shutil.copy(source, tmp / f"v{{i}}.mp4") for i in range(120)]
+        store = open_store(tmp / "store", format={fmt!r}, short_side=32)
+        assert not store.build(paths, progress=False).skipped
+        assert [store.num_frames(p) for p in paths] == [20] * 120
+        reads = [store.read(p, [0, 19]) for p in paths] + [store.read(paths[0], [0, 19])]
+        assert np.array_equal(reads[0], reads[-1])
+        print("read", len(reads))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0 and "read 121" in result.stdout, result.stdout + result.stderr

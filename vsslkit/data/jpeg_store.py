@@ -67,11 +67,12 @@ class JpegFrameStore(FrameStore):
     # ------------------------------------------------------------------ internals
 
     def _open(self, video_path: str | os.PathLike) -> tuple[JpegFile, tuple[int, int, int]]:
-        cached = self._cache.get(os.fspath(video_path))
+        name = os.fspath(video_path)
+        cached = self._cache.get(name)
         if cached is None:
-            info = self.ensure(video_path)
+            info = self._ensured.get(name) or self.ensure(video_path)  # validated once per process
             cached = (JpegFile(self.root / f"{self.key(video_path)}.{self.suffix}"), (info.height, info.width, 3))
-            self._cache[os.fspath(video_path)] = cached
+            self._cache.put(name, cached)
         return cached
 
     @staticmethod

@@ -36,6 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vsslkit.data.open_maps import OpenMaps
 from vsslkit.data.video import VideoError, VideoReader, frame_rotation, to_rgb
 from vsslkit.data.workers import die_with_parent
 from vsslkit.errors import DiskFullError, is_disk_full
@@ -76,10 +77,11 @@ def default_store_dir() -> Path:
 class FrameStore:
     """Decode-once uint8 frame cache with random access; see the module docstring for layout.
 
-    `read` opens each video's memmap once per process and caches it; the cache is not pickled,
-    so a store can be handed to DataLoader workers (fork or spawn). A video rebuilt by another
-    process after this one opened it keeps being read from the old (still valid) file until
-    `ensure` is called again here.
+    `read` validates each video once per process (`ensure`) and keeps the memmaps of the most
+    recently read videos open (`OpenMaps`: a bounded number, since each holds a file descriptor);
+    neither is pickled, so a store can be handed to DataLoader workers (fork or spawn). A video
+    rebuilt by another process after this one opened it is read from the old (still valid) file
+    while its map stays open, and from the new one once it is mapped again.
     """
 
     suffix = "npy"  # the data file next to `<key>.json`
@@ -90,13 +92,15 @@ class FrameStore:
         self.root = Path(root)
         self.short_side = int(short_side)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._cache: dict[str, np.ndarray] = {}  # os.fspath(video_path) as given -> frames
+        self._cache = OpenMaps()  # os.fspath(video_path) as given -> frames (or the JPEG store's file)
+        self._ensured: dict[str, StoredVideo] = {}  # paths (as given) validated by `ensure` in this process
 
     def __getstate__(self) -> dict:
         return {"root": self.root, "short_side": self.short_side}
 
     def __setstate__(self, state: dict) -> None:
-        self.root, self.short_side, self._cache = state["root"], state["short_side"], {}
+        self.root, self.short_side = state["root"], state["short_side"]
+        self._cache, self._ensured = OpenMaps(), {}
 
     def __repr__(self) -> str:
         return f"FrameStore({str(self.root)!r}, short_side={self.short_side})"
@@ -114,7 +118,8 @@ class FrameStore:
                 meta = self._valid_meta(source, key)  # another process may have built it meanwhile
                 if meta is None:
                     meta = self._build(source, key)
-        return _stored(meta)
+        stored = self._ensured[os.fspath(video_path)] = _stored(meta)
+        return stored
 
     def read(self, video_path: str | os.PathLike, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Frames `indices` (any order, repeats allowed) as uint8 `(len(indices), h, w, 3)`."""
@@ -151,12 +156,14 @@ class FrameStore:
     # ------------------------------------------------------------------ internals
 
     def _memmap(self, video_path: str | os.PathLike) -> np.ndarray:
-        frames = self._cache.get(os.fspath(video_path))  # hot path: no hashing, no stat
+        name = os.fspath(video_path)
+        frames = self._cache.get(name)  # hot path: no hashing, no stat
         if frames is None:
-            self.ensure(video_path)
+            if name not in self._ensured:  # validated once per process (num_frames usually did it)
+                self.ensure(video_path)
             # a plain ndarray view of the memmap indexes faster; it keeps the mapping alive
             frames = np.load(self.root / f"{self.key(video_path)}.npy", mmap_mode="r").view(np.ndarray)
-            self._cache[os.fspath(video_path)] = frames
+            self._cache.put(name, frames)
         return frames
 
     def _valid_meta(self, source: Path, key: str) -> dict | None:
