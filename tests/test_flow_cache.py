@@ -194,3 +194,19 @@ def test_build_skips_bad_videos_and_matches_with_workers(tmp_path, video):
     assert parallel.ok == serial.ok and dict(parallel.skipped).keys() == reasons.keys()
     a, b = _cache(tmp_path), FlowCache(FrameStore(tmp_path / "store2", short_side=48))
     np.testing.assert_array_equal(a.read(other, range(24)), b.read(other, range(24)))
+
+
+def test_the_flow_cache_keeps_a_bounded_number_of_maps_open(tmp_path, video):
+    """Like the frame stores (tests/test_store.py): each open flow memmap holds a file descriptor,
+    so only the most recently read ones stay open; an evicted one is mapped again, same values."""
+    import shutil
+
+    from vsslkit.data.open_maps import OpenMaps
+
+    other = Path(shutil.copy(video, video.with_name("copy.mp4")))
+    cache = _cache(tmp_path)
+    cache._cache = OpenMaps(capacity=1)
+    first = cache.read(video, [0, 1, 2])
+    cache.read(other, [0, 1, 2])
+    assert len(cache._cache) == 1 and os.fspath(other) in cache._cache
+    np.testing.assert_array_equal(cache.read(video, [0, 1, 2]), first)

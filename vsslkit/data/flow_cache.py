@@ -34,6 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vsslkit.data.open_maps import OpenMaps
 from vsslkit.data.store import BuildReport, _absolute, _commit, _locked, build_each
 from vsslkit.data.video import VideoError
 from vsslkit.errors import DiskFullError, is_disk_full
@@ -111,7 +112,7 @@ class FlowCache:
         self.estimator = FlowEstimator(method)
         self.root = Path(root) if root is not None else Path(frames.root) / f"flow-{method}"
         self.root.mkdir(parents=True, exist_ok=True)
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache = OpenMaps()  # the recently read flows' memmaps (each holds a descriptor: data.open_maps)
 
     def __getstate__(self) -> dict:
         return {"frames": self.frames, "method": self.method, "root": self.root}
@@ -161,7 +162,7 @@ class FlowCache:
         if flow is None:
             self.ensure(video_path)
             flow = np.load(self.root / f"{self.key(video_path)}.npy", mmap_mode="r").view(np.ndarray)
-            self._cache[os.fspath(video_path)] = flow
+            self._cache.put(os.fspath(video_path), flow)
         return flow
 
     def _frames_record(self, key: str) -> dict:
