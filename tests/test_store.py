@@ -446,3 +446,32 @@ def test_a_store_reads_more_videos_than_the_open_file_limit(tmp_path, fmt):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False,
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0 and "read 121" in result.stdout, result.stdout + result.stderr
+
+
+def test_validation_reads_no_content_unless_the_ctime_moved(tmp_path, video, fmt, monkeypatch):
+    """Starting a run validates every video: the content digest (up to 2 MiB read per video) is
+    needed only when the file's ctime or inode moved; a rewrite with size and mtime restored moves the
+    ctime (the kernel sets it on writes and on utime), so it is still caught."""
+    import vsslkit.data.store as store_module
+
+    store = _open(tmp_path / "store", fmt)
+    store.ensure(video)
+    key = store.key(video)
+    digests = []
+    real_digest = store_module._content_digest
+    monkeypatch.setattr(store_module, "_content_digest", lambda source: digests.append(source) or real_digest(source))
+    source = store_module._absolute(video)
+    assert store._valid_meta(source, key) is not None and digests == []  # unchanged: stat only
+
+    time.sleep(0.02)  # past the timestamp granularity
+    os.chmod(video, 0o640)  # ctime moves, content does not: the digest decides, and keeps the record
+    assert store._valid_meta(source, key) is not None and len(digests) == 1
+
+    stat = video.stat()
+    data = bytearray(video.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other content (first MiB of a small file)
+    time.sleep(0.02)
+    video.write_bytes(bytes(data))
+    os.utime(video, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime restored
+    assert video.stat().st_size == stat.st_size and video.stat().st_mtime_ns == stat.st_mtime_ns
+    assert store._valid_meta(source, key) is None  # stale: rebuilt at the next ensure

@@ -133,8 +133,10 @@ class FrameStore:
         return frames[idx.astype(np.int64)]
 
     def num_frames(self, video_path: str | os.PathLike) -> int:
-        """Number of stored (= decodable) frames; builds the video first if needed."""
-        return self.ensure(video_path).num_frames
+        """Number of stored (= decodable) frames; builds the video first if needed (validated once per
+        process: after `build` it reads what the build validated)."""
+        stored = self._ensured.get(os.fspath(video_path))
+        return (stored or self.ensure(video_path)).num_frames
 
     def build(
         self, paths: Iterable[str | os.PathLike], *, progress: bool = True, workers: int = 1
@@ -184,7 +186,12 @@ class FrameStore:
         }
         if any(meta.get(k) != v for k, v in {**expected, **self._format_fields()}.items()):
             return None
-        if meta.get("content") != _content_digest(source):  # rewritten in place with size and mtime restored
+        # A file rewritten in place with its size and mtime restored has a new ctime (the kernel sets it on
+        # every write and on utime): when ctime and inode are the recorded ones, the content is too, and
+        # the digest (reading up to 2 MiB per video at every start) is skipped. Otherwise (a copied or
+        # chmod-ed dataset, or a record from before ctime was kept) the digest decides.
+        unchanged = meta.get("ctime_ns") == stat.st_ctime_ns and meta.get("inode") == stat.st_ino
+        if not unchanged and meta.get("content") != _content_digest(source):
             return None
         if not self._data_matches(key, meta):
             return None
@@ -194,7 +201,8 @@ class FrameStore:
                 fps: float, rotation: int, codec: str, error: str | None) -> dict:
         """The JSON a committed video gets: what it was built from (to spot a stale one) and its frames."""
         return {"format": FORMAT_VERSION, **self._format_fields(), "source": str(source), "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns, "content": content, "short_side": self.short_side,
+                "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino, "content": content,
+                "short_side": self.short_side,
                 "num_frames": count, "fps": fps, "shape": [count, *shape], "rotation": rotation, "codec": codec,
                 "decode_error": error}
 
