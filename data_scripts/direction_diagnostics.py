@@ -34,7 +34,6 @@ from vsslkit.commands.train import _load_index
 from vsslkit.data import transforms as T
 from vsslkit.data.clips import BatchPreparer
 from vsslkit.data.datasets import open_dataset
-from vsslkit.eval.video_level_clips import fit_to
 from vsslkit.models.backbones import build_backbone
 from vsslkit.tasks.arrow_of_time import ArrowOfTimeTask
 from vsslkit.tasks.joint import Joint
@@ -123,35 +122,20 @@ def main() -> None:
           f"mean of the last 50 steps: {100 * np.mean(train_acc[-5:]):.1f} %", flush=True)
 
     test, _ = open_dataset(args.data, split=1, subset="test").with_frame_counts(store, progress=False)
-    task = ArrowOfTimeTask(clip_len=config.clip_len, speeds=(args.stride,), extra_frames=int("dir.clip" in residual))
-    predictor = fs.BranchPredictor(model, "dir")
-    clips, labels = [], []
-    for v, (path, n) in enumerate(zip(test.paths, test.num_frames)):
-        rng = np.random.default_rng([0, v])
-        for _ in range(4):
-            sample = task.sample(int(n), rng)
-            clips.append(torch.from_numpy(np.ascontiguousarray(store.read(Path(path), sample.plan.indices))))
-            labels.append(sample.labels["direction"])
-    labels_np = np.asarray(labels)
 
-    def held_out(batch_stats: bool) -> float:
-        model.eval()
-        if batch_stats:  # batch norm normalises with each held-out batch's statistics (no running means)
-            for m in model.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.train()
-                    m.track_running_stats, m.running_mean, m.running_var = False, None, None
-        correct = 0
-        with torch.no_grad():
-            for i in range(0, len(clips), 16):
-                x = T.to_float_clips(fit_to(torch.stack(clips[i:i + 16]), config.size))
-                x = T.residual_frames(x) if "dir.clip" in residual else x
-                correct += int((predictor(x)["direction"].argmax(1).numpy() == labels_np[i:i + 16]).sum())
-        return 100 * correct / len(labels_np)
+    def held_out() -> dict[str, float]:
+        return fs.direction_accuracy(model, test.paths, test.num_frames, store, clip_len=config.clip_len,
+                                     size=config.size, stride=args.stride, residual="dir.clip" in residual)
 
-    print(f"held-out direction accuracy (eval mode): {held_out(False):.1f} % of {len(labels_np)} clips", flush=True)
-    if args.batch_stats:
-        print(f"held-out direction accuracy (batch statistics): {held_out(True):.1f} %", flush=True)
+    score = held_out()
+    print(f"held-out direction accuracy (eval mode): {100 * score['direction_accuracy']:.1f} % of "
+          f"{score['direction_clips']} clips", flush=True)
+    if args.batch_stats:  # batch norm without running statistics normalises with each held-out batch's own
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.track_running_stats, m.running_mean, m.running_var = False, None, None
+        print(f"held-out direction accuracy (batch statistics): {100 * held_out()['direction_accuracy']:.1f} %",
+              flush=True)
 
 
 if __name__ == "__main__":

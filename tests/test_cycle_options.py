@@ -89,5 +89,8 @@ def test_the_direction_stride_reaches_the_branch_and_its_evaluation():
 
     direction_accuracy(build_model(config), ["a", "b"], [60, 60], Frames(), clip_len=4, size=16, stride=3)
     assert asked and all(set(np.abs(np.diff(i)).tolist()) == {3} for i in asked)
+    asked.clear()  # residual: K+1 frames per clip, differenced to the K the branch reads
+    scores = direction_accuracy(build_model(config), ["a"], [60], Frames(), clip_len=4, size=16, residual=True)
+    assert {len(i) for i in asked} == {5} and scores["direction_clips"] == 4
     with pytest.raises(ValueError, match="direction_stride"):
         FromScratchConfig(num_classes=3, direction_stride=0)

@@ -198,7 +198,8 @@ def test_build_skips_bad_videos_and_matches_with_workers(tmp_path, video):
 
 def test_the_flow_cache_keeps_a_bounded_number_of_maps_open(tmp_path, video):
     """Like the frame stores (tests/test_store.py): each open flow memmap holds a file descriptor,
-    so only the most recently read ones stay open; an evicted one is mapped again, same values."""
+    so only the most recently read ones stay open; an evicted one is mapped again, same values,
+    without validating the video again."""
     import shutil
 
     from vsslkit.data.open_maps import OpenMaps
@@ -209,4 +210,8 @@ def test_the_flow_cache_keeps_a_bounded_number_of_maps_open(tmp_path, video):
     first = cache.read(video, [0, 1, 2])
     cache.read(other, [0, 1, 2])
     assert len(cache._cache) == 1 and os.fspath(other) in cache._cache
+    validated = []
+    real_ensure = FlowCache.ensure
+    cache.ensure = lambda path: validated.append(path) or real_ensure(cache, path)
     np.testing.assert_array_equal(cache.read(video, [0, 1, 2]), first)
+    assert validated == []  # mapped again, not validated again (once per process, like the frame stores)

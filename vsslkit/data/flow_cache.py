@@ -113,6 +113,7 @@ class FlowCache:
         self.root = Path(root) if root is not None else Path(frames.root) / f"flow-{method}"
         self.root.mkdir(parents=True, exist_ok=True)
         self._cache = OpenMaps()  # the recently read flows' memmaps (each holds a descriptor: data.open_maps)
+        self._ensured: set[str] = set()  # paths (as given) validated by `ensure` in this process
 
     def __getstate__(self) -> dict:
         return {"frames": self.frames, "method": self.method, "root": self.root}
@@ -138,6 +139,7 @@ class FlowCache:
                 meta = self._valid_meta(key)  # another process may have built it meanwhile
                 if meta is None:
                     meta = self._build(source, key)
+        self._ensured.add(os.fspath(video_path))
         return meta
 
     def read(self, video_path: str | os.PathLike, indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -158,11 +160,13 @@ class FlowCache:
     # ------------------------------------------------------------------ internals
 
     def _memmap(self, video_path: str | os.PathLike) -> np.ndarray:
-        flow = self._cache.get(os.fspath(video_path))
+        name = os.fspath(video_path)
+        flow = self._cache.get(name)
         if flow is None:
-            self.ensure(video_path)
+            if name not in self._ensured:  # validated once per process; an evicted map is only mapped again
+                self.ensure(video_path)
             flow = np.load(self.root / f"{self.key(video_path)}.npy", mmap_mode="r").view(np.ndarray)
-            self._cache.put(os.fspath(video_path), flow)
+            self._cache.put(name, flow)
         return flow
 
     def _frames_record(self, key: str) -> dict:

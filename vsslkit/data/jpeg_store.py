@@ -70,7 +70,7 @@ class JpegFrameStore(FrameStore):
         name = os.fspath(video_path)
         cached = self._cache.get(name)
         if cached is None:
-            info = self._ensured.get(name) or self.ensure(video_path)  # validated once per process
+            info = self._validated(video_path)
             cached = (JpegFile(self.root / f"{self.key(video_path)}.{self.suffix}"), (info.height, info.width, 3))
             self._cache.put(name, cached)
         return cached

@@ -135,8 +135,7 @@ class FrameStore:
     def num_frames(self, video_path: str | os.PathLike) -> int:
         """Number of stored (= decodable) frames; builds the video first if needed (validated once per
         process: after `build` it reads what the build validated)."""
-        stored = self._ensured.get(os.fspath(video_path))
-        return (stored or self.ensure(video_path)).num_frames
+        return self._validated(video_path).num_frames
 
     def build(
         self, paths: Iterable[str | os.PathLike], *, progress: bool = True, workers: int = 1
@@ -157,12 +156,15 @@ class FrameStore:
 
     # ------------------------------------------------------------------ internals
 
+    def _validated(self, video_path: str | os.PathLike) -> StoredVideo:
+        """What `ensure` returned for this path in this process, or `ensure` now (once per process)."""
+        return self._ensured.get(os.fspath(video_path)) or self.ensure(video_path)
+
     def _memmap(self, video_path: str | os.PathLike) -> np.ndarray:
         name = os.fspath(video_path)
         frames = self._cache.get(name)  # hot path: no hashing, no stat
         if frames is None:
-            if name not in self._ensured:  # validated once per process (num_frames usually did it)
-                self.ensure(video_path)
+            self._validated(video_path)
             # a plain ndarray view of the memmap indexes faster; it keeps the mapping alive
             frames = np.load(self.root / f"{self.key(video_path)}.npy", mmap_mode="r").view(np.ndarray)
             self._cache.put(name, frames)

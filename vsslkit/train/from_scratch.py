@@ -188,14 +188,15 @@ class BranchPredictor(torch.nn.Module):
 
 def direction_accuracy(model: PretextModel, paths: Sequence[str | Path], num_frames: Sequence[int], source: Any, *,
                        clip_len: int, size: int, clips_per_video: int = 4, seed: int = 0, batch_size: int = 16,
-                       device: str | torch.device = "cpu", stride: int = 1) -> dict[str, float]:
+                       device: str | torch.device = "cpu", stride: int = 1, residual: bool = False) -> dict[str, float]:
     """Held-out accuracy of the direction branch: `clips_per_video` clips per video at `stride` (the
     run's `direction_stride`), each reversed with probability 1/2 (seeded), fitted to `size`
-    (`fit_to`); the label is each clip's own plan's."""
+    (`fit_to`); the label is each clip's own plan's. With `residual` a clip has K+1 frames and the
+    branch reads their K differences (data_scripts/direction_diagnostics.py)."""
     from vsslkit.data import transforms as T
     from vsslkit.eval.video_level_clips import fit_to
 
-    task = ArrowOfTimeTask(clip_len=clip_len, speeds=(stride,))
+    task = ArrowOfTimeTask(clip_len=clip_len, speeds=(stride,), extra_frames=int(residual))
     predictor = BranchPredictor(model, "dir").to(device)
     clips, labels = [], []
     for v, (path, n) in enumerate(zip(paths, num_frames)):
@@ -215,6 +216,7 @@ def direction_accuracy(model: PretextModel, paths: Sequence[str | Path], num_fra
         with torch.inference_mode():
             for i in range(0, len(clips), batch_size):
                 x = T.to_float_clips(fit_to(torch.stack(clips[i : i + batch_size]), size)).to(device)
+                x = T.residual_frames(x) if residual else x
                 pred = predictor(x)["direction"].argmax(1).cpu().numpy()
                 correct += int((pred == np.asarray(labels[i : i + batch_size])).sum())
     finally:
