@@ -82,3 +82,44 @@ def test_unwrap_gives_stable_state_dict_keys():
     compiled = torch.compile(model)
     assert ck.unwrap(compiled) is model
     assert list(ck.make_state(model=compiled)["model"]) == ["0.weight", "0.bias"]
+
+
+def test_background_saver_writes_the_state_as_it_was_when_saved(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    saver = ck.BackgroundSaver()
+    state = _state(model, 7)
+    expected = model.weight.detach().clone()
+    saver.save(tmp_path / "last.pt", state, keep_previous=True)
+    with torch.no_grad():
+        model.weight.add_(1.0)  # training goes on while the file is written
+    saver.wait()
+    loaded = ck.load_checkpoint(tmp_path / "last.pt")
+    assert loaded["step"] == 7 and torch.equal(loaded["model"]["weight"], expected)
+    saver.save(tmp_path / "last.pt", _state(model, 8), keep_previous=True)
+    saver.wait()
+    assert ck.load_checkpoint(tmp_path / "last.pt")["step"] == 8
+    assert ck.load_checkpoint(ck.previous_checkpoint(tmp_path / "last.pt"))["step"] == 7
+
+
+def test_background_saver_raises_a_failed_write_later_and_never_masks_another_error(tmp_path, monkeypatch):
+    model = torch.nn.Linear(3, 2)
+    saver = ck.BackgroundSaver()
+    saver.save(tmp_path / "last.pt", _state(model, 1))
+    saver.wait()
+
+    def broken_save(obj, f):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    saver.save(tmp_path / "last.pt", _state(model, 2))
+    with pytest.raises(OSError, match="disk gone"):
+        saver.wait()  # the write's error, on the caller's thread
+    saver.save(tmp_path / "last.pt", _state(model, 3))
+    with pytest.raises(ValueError, match="training broke"):
+        try:
+            raise ValueError("training broke")
+        finally:
+            saver.close()  # the write failed too, but the error in flight is the one raised
+    monkeypatch.undo()
+    assert ck.load_checkpoint(tmp_path / "last.pt")["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

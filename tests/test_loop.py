@@ -188,3 +188,46 @@ def test_video_classifier_probe_and_finetune(tmp_path):
     save_checkpoint(tmp_path / "none.pt", {"model": {"fc.weight": torch.zeros(1)}})
     with pytest.raises(ValueError, match="no 'backbone"):
         load_backbone_weights(StubBackbone(), tmp_path / "none.pt")
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_inline_and_background_preparation_train_the_same_weights(tmp_path, monkeypatch, background):
+    """`fit` prepares batches on a thread only when a core is free for it; either way the run is
+    bit-identical to the other (same crops per step, same order)."""
+    import vsslkit.train.loop as loop
+
+    def run(out, use_thread):
+        monkeypatch.setattr(loop, "core_is_free", lambda device: use_thread)
+        torch.manual_seed(0)
+        model = TinyNet()
+        fit(model, make_loader(), optimizer=make_optimizer("sgd", model.parameters(), lr=0.1), epochs=2,
+            out_dir=out, prepare=BatchPreparer(crop_size=16, seed=3), log_every=2, checkpoint_every=3,
+            progress=False)
+        return model.state_dict()
+
+    a, b = run(tmp_path / "a", background), run(tmp_path / "b", not background)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_callback_that_switches_to_eval_does_not_leave_training_in_eval(tmp_path):
+    """Train mode is set once per epoch and after each log row / evaluation, not every step: a
+    callback's `eval()` on the model or on a submodule must still not reach the next step."""
+    torch.manual_seed(0)
+    model = TinyNet()
+    modes = []
+    step = model.training_step
+
+    def recording_step(batch):
+        modes.append((model.training, model.drop.training))
+        return step(batch)
+
+    model.training_step = recording_step
+
+    def evaluate(m):
+        m.drop.eval()  # a submodule only: the root still says training
+        return {"score": 1.0}
+
+    fit(model, make_loader(), optimizer=make_optimizer("sgd", model.parameters(), lr=0.1), epochs=1,
+        out_dir=tmp_path, prepare=BatchPreparer(crop_size=16), log_every=2, eval_fn=evaluate, eval_every=1,
+        on_log=lambda row: model.eval(), checkpoint_every=None, progress=False)
+    assert len(modes) == 5 and all(m == (True, True) for m in modes)

@@ -475,3 +475,16 @@ def test_validation_reads_no_content_unless_the_ctime_moved(tmp_path, video, fmt
     os.utime(video, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime restored
     assert video.stat().st_size == stat.st_size and video.stat().st_mtime_ns == stat.st_mtime_ns
     assert store._valid_meta(source, key) is None  # stale: rebuilt at the next ensure
+
+
+def test_map_frames_reads_the_npy_data_without_parsing_its_header(tmp_path):
+    from vsslkit.data.store import _map_frames
+
+    frames = np.random.default_rng(0).integers(0, 255, size=(5, 6, 7, 3), dtype=np.uint8)
+    np.save(tmp_path / "v.npy", frames)
+    mapped = _map_frames(tmp_path / "v.npy", frames.shape)
+    assert np.array_equal(mapped, frames) and not mapped.flags.writeable
+    with open(tmp_path / "v.npy", "r+b") as f:
+        f.truncate(os.path.getsize(tmp_path / "v.npy") - frames.size)  # the data gone, the header kept
+    with pytest.raises(ValueError, match="too short for frames of shape"):
+        _map_frames(tmp_path / "v.npy", frames.shape)

@@ -5,9 +5,10 @@ in-memory batch; (b) `fit` end to end (frame-store reads of generated videos, co
 `prepare_batch` crops, logging, checkpoint cadence). Their ratio is the loop's overhead;
 a ratio near 1 means the data pipeline keeps up with the model.
 
-Measured on the 2-core CPU (docs/scaling.md): with torch on both cores the loop's prefetch thread
-(loading and cropping the next batch while this one trains) competes with torch's threads and the
-ratio is ~1.3; with `--threads 1`, which leaves a core to the prefetch thread, it is ~1.05.
+Measured on the 2-core CPU (docs/scaling.md, "Loop overhead"): the loop prepares batches inline when
+torch's threads fill every core (a background thread could only steal a core mid-step) and on a
+thread otherwise, writes checkpoints on a background thread, and keeps its prefetch thread off
+OpenMP (a second thread team slowed every later torch op by half). The ratio is about 1.1.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--frames", type=int, default=8, help="frames per clip")
     p.add_argument("--size", type=int, default=64, help="crop size")
-    p.add_argument("--steps", type=int, default=20, help="timed steps for each measurement")
+    p.add_argument("--steps", type=int, default=60,
+                   help="timed steps for each measurement (default 60: 12 logged spans for the loop's median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before the bare measurement")
     p.add_argument("--videos", type=int, default=80,
                    help="generated videos for the loop measurement (default 80: epochs of 20 steps at batch 4; with 8 "
@@ -61,7 +63,7 @@ class TrainBench:
 
 
 def bench_train(*, backbone: str = "r3d_10", width: float = 0.25, batch_size: int = 4, frames: int = 8,
-                size: int = 64, steps: int = 20, warmup: int = 2, videos: int = 80, workers: int = 0,
+                size: int = 64, steps: int = 60, warmup: int = 2, videos: int = 80, workers: int = 0,
                 checkpoint_every: int = 10, log_every: int = 5, device: str = "cpu", seed: int = 0,
                 work_dir: str | Path | None = None, store_format: str = "raw", jpeg_quality: int = 90) -> TrainBench:
     """Measure (a) and (b) of the module docstring; returns seconds per step for both."""

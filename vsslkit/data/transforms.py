@@ -57,20 +57,23 @@ def random_crop_flip(
     """
     frames = _ensure_min_side(frames, size)
     b, t, h, w, c = frames.shape
-    theta = torch.zeros(b, 2, 3)
-    boxes = torch.zeros(b, 3, dtype=torch.long)
-    flips = torch.zeros(b, dtype=torch.bool)
-    for i in range(b):
+    # Parameters as Python numbers, one tensor each at the end: element-wise tensor writes cost
+    # more than the crop itself at classroom sizes (`vsslkit bench train`).
+    thetas, boxes, flips = [], [], []
+    for _ in range(b):
         s = float(torch.empty(1).uniform_(*scale, generator=generator))
         side = max(1, round(min(h, w) * s ** 0.5))
         top = int(torch.randint(0, h - side + 1, (1,), generator=generator))
         left = int(torch.randint(0, w - side + 1, (1,), generator=generator))
         mirror = -1.0 if flip and bool(torch.randint(0, 2, (1,), generator=generator)) else 1.0
-        boxes[i] = torch.tensor([top, left, side])
-        flips[i] = mirror < 0
+        boxes.append([top, left, side])
+        flips.append(mirror < 0)
         # normalised coordinates (align_corners=False): pixel edges span [-1, 1]
-        theta[i, 0, 0], theta[i, 0, 2] = mirror * side / w, (2 * left + side) / w - 1
-        theta[i, 1, 1], theta[i, 1, 2] = side / h, (2 * top + side) / h - 1
+        thetas.append([[mirror * side / w, 0.0, (2 * left + side) / w - 1],
+                       [0.0, side / h, (2 * top + side) / h - 1]])
+    theta = torch.tensor(thetas, dtype=torch.float32).reshape(b, 2, 3)
+    boxes = torch.tensor(boxes, dtype=torch.long).reshape(b, 3)
+    flips = torch.tensor(flips, dtype=torch.bool).reshape(b)
     x = frames.permute(0, 1, 4, 2, 3).reshape(b, t * c, h, w).float()
     grid = F.affine_grid(theta.to(x.device), [b, t * c, size, size], align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

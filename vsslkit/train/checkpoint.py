@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,70 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *, keep_prev
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+class BackgroundSaver:
+    """`save_checkpoint` on a background thread, one write at a time, so training goes on meanwhile.
+
+    Why: a checkpoint is mostly serialisation and `fsync` (the disk, not the CPU): ~12-35 ms for the
+    classroom network's 7 MB on the 2-core machine, seconds for a paper-size network on a network
+    disk, every `checkpoint_every` steps. `save` copies every tensor of the state first (training
+    mutates the live ones in place; CUDA tensors are copied to the CPU), then returns. A write's error
+    (a full disk: `DiskFullError`) is raised by the next `save` or by `wait`. The file is written as
+    `save_checkpoint` writes it, so a kill at any moment leaves the previous checkpoint or the new
+    one, never a torn file; a resume from the previous one is as exact, only a few steps earlier.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, path: str | os.PathLike, state: dict[str, Any], *, keep_previous: bool = False) -> None:
+        self.wait()
+        snapshot = _copied(state)
+
+        def write() -> None:
+            try:
+                save_checkpoint(path, snapshot, keep_previous=keep_previous)
+            except BaseException as exc:  # noqa: BLE001 -- re-raised on the training thread
+                self._error = exc
+
+        # Not a daemon: an interpreter exiting mid-write finishes the write first.
+        self._thread = threading.Thread(target=write, name="vsslkit-checkpoint")
+        self._thread.start()
+
+    def close(self) -> None:
+        """`wait`, except that while an exception is already on its way out (training stopped) the
+        write's own error is dropped, so the first error is the one the user sees."""
+        if sys.exc_info()[1] is None:
+            self.wait()
+            return
+        try:
+            self.wait()
+        except BaseException:  # noqa: BLE001,S110 -- the exception in flight wins
+            pass
+
+    def wait(self) -> None:
+        """Block until the write in flight (if any) is on disk; raise its error, if it had one."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+
+def _copied(value: Any) -> Any:
+    """`value` with every tensor replaced by a CPU copy (containers rebuilt, other leaves shared)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
+        return type(value)(*(_copied(v) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copied(v) for v in value)
+    return value
 
 
 def previous_checkpoint(path: str | os.PathLike) -> Path:

@@ -22,16 +22,16 @@ from tqdm.auto import tqdm
 from vsslkit.data.clips import EpochSampler, ReadFailure
 from vsslkit.errors import CheckpointError, UsageError
 from vsslkit.train.checkpoint import (
+    BackgroundSaver,
     load_checkpoint,
     make_state,
     previous_checkpoint,
-    save_checkpoint,
     set_rng_state,
     unwrap,
 )
 from vsslkit.train.distributed import DistInfo, mean_across_ranks, wrap_for_training
 from vsslkit.train.logging import MetricsLogger, Row
-from vsslkit.train.prefetch import prefetched
+from vsslkit.train.prefetch import core_is_free, prefetched
 
 
 def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, *, momentum: float = 0.9,
@@ -180,87 +180,99 @@ def fit(
     last_loss = float("nan")
     t_start = time.perf_counter()
 
+    saver = BackgroundSaver()  # serialising and fsync happen while the next steps train
+
     def checkpoint(consumed: int, at_epoch: int) -> None:
         if info.is_main:
             sampler_state = sampler.state_dict(consumed) if sampler is not None else {"position": consumed}
             sampler_state["epoch"] = at_epoch  # the epoch the next batch belongs to
-            save_checkpoint(ckpt_path, make_state(model=model, optimizer=optimizer, scheduler=scheduler,
+            saver.save(ckpt_path, make_state(model=model, optimizer=optimizer, scheduler=scheduler,
                                                   scaler=scaler if scaler.is_enabled() else None,
                                                   sampler_state=sampler_state, epoch=at_epoch, step=step,
                                                   config=config, settings=settings), keep_previous=True)
 
     # --- the loop --------------------------------------------------------------------------
     batch_size = train_loader.batch_size or 1
+    background = core_is_free(device)  # else preparing inline is faster (vsslkit.train.prefetch)
 
     def to_model_input(raw: Any, at_step: int) -> Any:
         return prepare(raw, step=at_step) if prepare is not None else _to_device(raw, device)
 
-    while step < total_steps:
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        if hasattr(train_loader.dataset, "set_epoch"):
-            train_loader.dataset.set_epoch(epoch)
-        if hasattr(unwrap(model), "before_epoch"):  # e.g. ASCNet publishes its neighbour table to the loader
-            unwrap(model).before_epoch(epoch)
-        # Creating a loader iterator draws a worker seed from the global torch RNG; isolate it so
-        # a run resumed mid-epoch keeps the same RNG stream as an uninterrupted one.
-        rng = torch.get_rng_state()
-        batches = iter(train_loader)
-        torch.set_rng_state(rng)
-        batch_in_epoch = position // batch_size
-        skip = batch_in_epoch if sampler is None else 0  # no EpochSampler: replay up to the resume point
-        position = 0
-        # the next batch is loaded and prepared in a thread while this one trains (bit-identical batches)
-        for raw, batch in prefetched(batches, to_model_input, first_step=step, skip=skip):
-            for failure in raw.get("failures", []) if isinstance(raw, dict) else []:
-                failures.append(failure)
-                _report_failure(out_dir, failure, info)
+    try:  # (indented for the finally: the loop itself reads as it always did)
+        while step < total_steps:
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            if hasattr(train_loader.dataset, "set_epoch"):
+                train_loader.dataset.set_epoch(epoch)
+            if hasattr(unwrap(model), "before_epoch"):  # e.g. ASCNet publishes its neighbour table to the loader
+                unwrap(model).before_epoch(epoch)
+            # Creating a loader iterator draws a worker seed from the global torch RNG; isolate it so
+            # a run resumed mid-epoch keeps the same RNG stream as an uninterrupted one.
+            rng = torch.get_rng_state()
+            batches = iter(train_loader)
+            torch.set_rng_state(rng)
+            batch_in_epoch = position // batch_size
+            skip = batch_in_epoch if sampler is None else 0  # no EpochSampler: replay up to the resume point
+            position = 0
+            # Train mode once per epoch and again after each log row and evaluation (their callbacks may
+            # switch any submodule to eval): not every step, where walking the modules cost ~0.5 ms.
             model.train()
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                loss, metrics = step_fn(batch)
-            if not torch.isfinite(loss.detach()).all():
-                raise FloatingPointError(f"loss became {loss.item()} at step {step} (lower the LR or use grad_clip)")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if grad_clip is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            if scheduler is not None:
-                scheduler.step()
-            if hasattr(unwrap(model), "after_optimizer_step"):
-                unwrap(model).after_optimizer_step()
-            step += 1
-            batch_in_epoch += 1
-            bar.update(1)
-            window.append({"loss": float(loss.detach()), **{k: float(v) for k, v in metrics.items()}})
+            # the next batch is loaded and prepared in a thread while this one trains, when a core is free
+            # for it (bit-identical batches either way)
+            for raw, batch in prefetched(batches, to_model_input, first_step=step, skip=skip, background=background):
+                for failure in raw.get("failures", []) if isinstance(raw, dict) else []:
+                    failures.append(failure)
+                    _report_failure(out_dir, failure, info)
+                if not model.training:
+                    model.train()
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                    loss, metrics = step_fn(batch)
+                if not torch.isfinite(loss.detach()).all():
+                    raise FloatingPointError(f"loss became {loss.item()} at step {step} (lower the LR or use grad_clip)")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                if scheduler is not None:
+                    scheduler.step()
+                if hasattr(unwrap(model), "after_optimizer_step"):
+                    unwrap(model).after_optimizer_step()
+                step += 1
+                batch_in_epoch += 1
+                bar.update(1)
+                window.append({"loss": float(loss.detach()), **{k: float(v) for k, v in metrics.items()}})
 
-            if step % log_every == 0 or step == total_steps:
-                # the mean over the steps since the last row: one batch's accuracy is too noisy to read
-                values = {k: sum(w[k] for w in window if k in w) / sum(k in w for w in window) for k in window[-1]}
-                window.clear()
-                values = mean_across_ranks(values, info)
-                last_loss = values["loss"]
-                row: Row = {"step": step, "epoch": epoch, **values,
-                            "lr": optimizer.param_groups[0]["lr"], "time": round(time.perf_counter() - t_start, 3)}
-                logger.log(row)
-                history.append(row)
-                bar.set_postfix(loss=f"{last_loss:.4f}")
-            if eval_fn is not None and eval_every and (step % eval_every == 0 or step == total_steps) and info.is_main:
-                scores = eval_fn(unwrap(model))
-                row = {"step": step, "epoch": epoch, **{f"val_{k}": float(v) for k, v in scores.items()}}
-                logger.log(row)
-                history.append(row)
-            if step >= total_steps:
-                break
-            if checkpoint_every and step % checkpoint_every == 0 and batch_in_epoch < steps_per_epoch:
+                if step % log_every == 0 or step == total_steps:
+                    # the mean over the steps since the last row: one batch's accuracy is too noisy to read
+                    values = {k: sum(w[k] for w in window if k in w) / sum(k in w for w in window) for k in window[-1]}
+                    window.clear()
+                    values = mean_across_ranks(values, info)
+                    last_loss = values["loss"]
+                    row: Row = {"step": step, "epoch": epoch, **values,
+                                "lr": optimizer.param_groups[0]["lr"], "time": round(time.perf_counter() - t_start, 3)}
+                    logger.log(row)
+                    history.append(row)
+                    bar.set_postfix(loss=f"{last_loss:.4f}")
+                    model.train()
+                if eval_fn is not None and eval_every and (step % eval_every == 0 or step == total_steps) and info.is_main:
+                    scores = eval_fn(unwrap(model))
+                    row = {"step": step, "epoch": epoch, **{f"val_{k}": float(v) for k, v in scores.items()}}
+                    logger.log(row)
+                    history.append(row)
+                    model.train()
+                if step >= total_steps:
+                    break
+                if checkpoint_every and step % checkpoint_every == 0 and batch_in_epoch < steps_per_epoch:
+                    checkpoint(batch_in_epoch * batch_size, epoch)
+            if batch_in_epoch >= steps_per_epoch:  # the epoch is over: resume starts the next one
+                epoch, batch_in_epoch = epoch + 1, 0
+            if checkpoint_every or step >= total_steps:
                 checkpoint(batch_in_epoch * batch_size, epoch)
-        if batch_in_epoch >= steps_per_epoch:  # the epoch is over: resume starts the next one
-            epoch, batch_in_epoch = epoch + 1, 0
-        if checkpoint_every or step >= total_steps:
-            checkpoint(batch_in_epoch * batch_size, epoch)
-
+    finally:
+        saver.close()  # the last checkpoint is on disk before fit returns or raises
     bar.close()
     logger.close()
     return FitResult(steps=step, epochs=epoch, final_loss=last_loss, history=history, out_dir=out_dir,
