@@ -194,7 +194,7 @@ def test_video_classifier_probe_and_finetune(tmp_path):
 def test_inline_and_background_preparation_train_the_same_weights(tmp_path, monkeypatch, background):
     """`fit` prepares batches on a thread only when a core is free for it; either way the run is
     bit-identical to the other (same crops per step, same order)."""
-    import vsslkit.train.loop as loop
+    from vsslkit.train import loop
 
     def run(out, use_thread):
         monkeypatch.setattr(loop, "core_is_free", lambda device: use_thread)
