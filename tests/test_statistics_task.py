@@ -217,3 +217,72 @@ def test_grid_head_keeps_the_layout_that_pooling_loses():
     assert task_options(args) == {"head": "grid"}
     with pytest.raises(UsageError):
         task_options(argparse.Namespace(task="pace", speed_pool=None, sampling=None, stat_head="grid"))
+
+
+def test_residual_input_for_motion_groups_reads_one_frame_more_and_labels_from_its_flow(videos):
+    """Motion-only groups allow frame differences: the plan reads clip_len + 1 frames, the network
+    sees clip_len differences, the motion labels come from the clip_len flows between those frames
+    (the global largest-motion frame then has clip_len classes); appearance refuses it."""
+    with pytest.raises(ValueError, match="motion groups only"):
+        StatisticsTask(clip_len=8, extra_frames=1)
+    with pytest.raises(ValueError, match="motion groups only"):
+        make_task("statistics", clip_len=8, extra_frames=1, groups=("m1", "a1"))
+    task = make_task("statistics", clip_len=8, extra_frames=1, groups=("m1", "m2", "m3", "mg"))
+    assert task.input_frames == task.min_frames == 9 and task.heads["m_Iu"] == 8 and task.heads["m1_pu"] == 16
+    assert len(task.sample(20, np.random.default_rng(0)).plans["clip"].indices) == 9
+    paths, store, flow = videos
+    data = ClipDataset(paths, None, [20] * 4, store, task.sample, seed=3, min_frames=task.min_frames, flow=flow,
+                       flow_clips=task.flow_clips)
+    raw = collate([data[i] for i in range(4)])
+    batch = BatchPreparer(crop_size=56, residual=True, seed=1)(raw, step=0)
+    assert batch["clips"]["clip"].shape == (4, 3, 8, 56, 56) and batch["augment"]["clip"]["flow"].shape == (4, 8, 56, 56, 2)
+    labels = task.pixel_labels(batch["clips"], batch["labels"], batch["augment"])
+    expected = clip_labels(None, batch["augment"]["clip"]["flow"].numpy(), appearance=False)
+    assert sorted(set(labels) - {"class"}) == sorted(expected) == sorted(task.labels)
+    for name in task.labels:
+        np.testing.assert_array_equal(labels[name].numpy(), expected[name], err_msg=name)
+    assert (labels["m_Iu"][labels["m_Iu"] != IGNORE_INDEX] < 8).all()
+    model = PretextModel(build_backbone("r3d_10", width=0.125), task)
+    loss, metrics = model.training_step({**batch, "labels": labels})
+    loss.backward()
+    assert torch.isfinite(loss) and {k[:-4] for k in metrics if k.endswith("_acc") and k[:2] in ("m1", "m2", "m3", "m_")} == set(task.labels)
+
+
+def test_motion_labels_need_no_frames():
+    rng = np.random.default_rng(0)
+    flow = rng.normal(size=(3, 5, 32, 32, 2)).astype(np.float32)
+    frames = rng.integers(0, 255, size=(3, 6, 32, 32, 3), dtype=np.uint8)
+    with_frames = clip_labels(frames, flow, appearance=False)
+    without = clip_labels(None, flow, appearance=False)
+    assert sorted(with_frames) == sorted(without) and all(np.array_equal(with_frames[k], without[k]) for k in without)
+    with pytest.raises(ValueError, match="appearance labels need the frames"):
+        clip_labels(None, flow)
+
+
+def test_cli_stat_groups_with_residual(tmp_path, capsys):
+    """`--stat-groups` reaches the task; with --residual only motion groups are accepted (one line, exit 2);
+    `pretext-eval` feeds the residual checkpoint differences and scores its labels."""
+    import json
+
+    from vsslkit.cli import main
+    from vsslkit.data.synthetic import make_synthetic
+
+    root = make_synthetic(tmp_path / "syn", videos_per_class=7, size=32, length_range=(16, 20), progress=False,
+                          workers=2)
+    common = ["--data", str(root), "--store", str(tmp_path / "store"), "--short-side", "32"]
+    run = ["pretrain", "--task", "statistics", *common, "--steps", "2", "--backbone", "r3d_10", "--width", "0.125",
+           "--clip-len", "8", "--size", "32", "--batch-size", "4", "--no-progress", "--residual"]
+    assert main([*run, "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "motion groups only" in err[0]
+    assert main(["pretrain", "--task", "pace", *common, "--stat-groups", "m1", "--out", str(tmp_path / "x")]) == 2
+    assert "--stat-groups" in capsys.readouterr().err
+    assert main([*run, "--stat-groups", "m1", "mg", "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "pretext.m1_pu_acc" in out and "pretext.a1_cl_acc" not in out
+    ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
+    assert main(["pretext-eval", "--checkpoint", str(ckpt), *common, "--clips-per-video", "1",
+                 "--out", str(tmp_path / "eval.json")]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert set(result["labels"]) == {"m1_pu", "m1_ou", "m1_pv", "m1_ov", "m_Iu", "m_Iv"}
+    assert result["labels"]["m_Iu"]["classes"] == 8

@@ -126,6 +126,9 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stat-head", choices=("pooled", "grid"), default=None,
                    help="statistics: the heads read the globally pooled features (default) or the last map "
                         "pooled to a 4x4 grid, which keeps where things are (the location labels need it)")
+    p.add_argument("--stat-groups", nargs="+", default=None, metavar="GROUP",
+                   help="statistics: train these label groups only: m1 m2 m3 (motion per pattern), mg (global "
+                        "motion), a1 a2 a3, ag (appearance); default all. Motion groups only allow --residual")
     p.add_argument("--flow-sigma", type=float, default=None,
                    help="statistics: blur each flow by a Gaussian of this many px before the motion labels "
                         "(default 0: the paper's labels); damps flow noise, keeps object edges")
@@ -165,6 +168,14 @@ def task_options(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError("--flow-sigma", f"takes a sigma >= 0 px with --task statistics (got {args.flow_sigma} "
                              f"with --task {args.task})")
         options["flow_sigma"] = args.flow_sigma
+    if getattr(args, "stat_groups", None):
+        from vsslkit.tasks.statistics import GROUPS
+
+        bad = [g for g in args.stat_groups if g not in GROUPS]
+        if args.task != "statistics" or bad:
+            raise UsageError("--stat-groups", f"takes groups among {' '.join(GROUPS)} with --task statistics "
+                             f"(got {' '.join(args.stat_groups)} with --task {args.task})")
+        options["groups"] = tuple(dict.fromkeys(args.stat_groups))
     return options
 
 

@@ -376,7 +376,7 @@ def _statistics_pretext_eval(args: argparse.Namespace, model: Any, config: Any, 
         return [index.paths[i] for i in keep], [index.num_frames[i] for i in keep]
 
     paths, frames = usable(args.subset)
-    kw = {"crop_size": config.size, "seed": args.seed, "batch_size": args.batch_size}
+    kw = {"crop_size": config.size, "seed": args.seed, "batch_size": args.batch_size, "residual": config.residual}
     test = labelled_clips(task, store, flow, paths, frames, clips_per_video=args.clips_per_video,
                           model=model.to(args.device), probe_features=args.probe, device=args.device, **kw)
     probe = None

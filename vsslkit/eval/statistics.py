@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from vsslkit.data.clips import BatchPreparer, ClipDataset, collate
+from vsslkit.data.transforms import residual_frames
 from vsslkit.plans import IGNORE_INDEX
 from vsslkit.tasks.statistics import StatisticsTask, to_uint8_frames
 from vsslkit.tasks.statistics_labels import LABELS, MOTION_LABELS, decode_regression, num_classes
@@ -39,8 +40,12 @@ class LabelledClips:
 def labelled_clips(task: StatisticsTask, source: Any, flow: Any, paths: Sequence[str | Path],
                    num_frames: Sequence[int], *, crop_size: int, clips_per_video: int = 4, seed: int = 0,
                    batch_size: int = 32, model: torch.nn.Module | None = None, probe_features: bool = False,
-                   device: str | torch.device = "cpu") -> LabelledClips:
-    """Labels of `clips_per_video` seeded clips per video (+ predictions of `model`, a `PretextModel`)."""
+                   device: str | torch.device = "cpu", residual: bool = False) -> LabelledClips:
+    """Labels of `clips_per_video` seeded clips per video (+ predictions of `model`, a `PretextModel`).
+
+    `residual`: the model was trained on frame differences (its task reads one extra frame); it is
+    fed the differences of the same RGB clip the labels and the probe features come from.
+    """
     data = ClipDataset(paths, None, num_frames, source, task.sample, seed=seed, min_frames=task.min_frames,
                        flow=flow, flow_clips=task.flow_clips)
     keys = [(e, i) for e in range(clips_per_video) for i in range(len(data))]
@@ -62,8 +67,9 @@ def labelled_clips(task: StatisticsTask, source: Any, flow: Any, paths: Sequence
             if probe_features:
                 features.append(block_energy(to_uint8_frames(batch["clips"]["clip"])))
             if model is not None:
+                clip = batch["clips"]["clip"]
                 with torch.inference_mode():
-                    out = model.predict(batch["clips"]["clip"].to(device))
+                    out = model.predict((residual_frames(clip) if residual else clip).to(device))
                 for n, v in _predictions(task, out).items():
                     if n in predicted:
                         predicted[n].append(v)
@@ -108,7 +114,7 @@ class LabelScore:
 
 def score_labels(clips: LabelledClips, task: StatisticsTask, *, probe: dict[str, float] | None = None) -> list[LabelScore]:
     """Per label: accuracy of the predictions, the majority rate on the same clips (and the probe's)."""
-    n = num_classes(task.clip_len)
+    n = num_classes(task.input_frames)  # labels are computed on the frames read
     rows = []
     for name in task.labels:
         truth = clips.labels[name]

@@ -135,7 +135,8 @@ def heldout_scores(model: Any, config: PretrainConfig, data: Any, seed: int, *,
     torch.manual_seed(seed)
     clips = labelled_clips(task, data.store, flow, [data.test.paths[i] for i in keep],
                            [data.test.num_frames[i] for i in keep], crop_size=config.size,
-                           clips_per_video=clips_per_video, seed=seed, model=model, device=device)
+                           clips_per_video=clips_per_video, seed=seed, model=model, device=device,
+                           residual=config.residual)
     rows = score_labels(clips, task)
     out: dict[str, Any] = {"clips": len(clips.video), "videos": len(keep),
                            "labels": {r.label: [100.0 * r.accuracy, 100.0 * r.majority] for r in rows}}

@@ -18,6 +18,13 @@ logs the paper's pretext accuracy: exact match per label (regression rounded), m
 `groups` selects label groups for the ablations (T1): "m1" "m2" "m3" (motion per pattern), "mg"
 (global motion), "a1" "a2" "a3", "ag" (global colour).
 
+Residual input (`extra_frames=1`, `--residual`) is allowed for motion-only groups: the plan reads
+`clip_len + 1` frames, the network sees their `clip_len` differences, and the motion labels come
+from the `clip_len` flows between those frames (so the global largest-motion frame has `clip_len`
+classes). Appearance labels need the clip's RGB pixels, so they refuse it. Why it exists: on the
+synthetic set a slim 3D CNN's motion accuracy stayed flat from RGB and rose from differences
+(docs/results/statistics.md, "Frame differences").
+
 `head=` says what the heads read: "pooled" (default) is the backbone's global average, which throws
 away *where* things are, so the block-location labels (every `p*` label, and the orientations of
 the chosen block) can only be guessed; "grid" is the paper's layout-keeping head (C3D's fc layers
@@ -99,18 +106,30 @@ class StatisticsTask:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.clip_len < 3:
             raise ValueError(f"statistics needs clips of at least 3 frames (2 flows), got {self.clip_len}")
-        if self.extra_frames:
-            raise ValueError("statistics labels need the clip's own RGB frames: residual input is not supported")
+        if self.extra_frames not in (0, 1):
+            raise ValueError(f"extra_frames must be 0 or 1 (residual input), got {self.extra_frames}")
+        if self.extra_frames and self._wants_appearance:
+            raise ValueError("appearance labels need the clip's own RGB frames: residual input works with motion "
+                             "groups only (groups m1 m2 m3 mg; --stat-groups on the command line)")
         if self.targets != "classification" and self.groups != GROUPS:
             raise ValueError("label groups can be chosen with targets='classification' only")
 
     @property
+    def _wants_motion(self) -> bool:
+        return any(g.startswith("m") for g in self.groups)
+
+    @property
+    def _wants_appearance(self) -> bool:
+        return any(g.startswith("a") for g in self.groups)
+
+    @property
     def input_frames(self) -> int:
-        return self.clip_len
+        """Frames a plan reads: the clip, plus one when the network sees differences."""
+        return self.clip_len + self.extra_frames
 
     @property
     def min_frames(self) -> int:
-        return self.clip_len
+        return self.input_frames
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -121,20 +140,19 @@ class StatisticsTask:
     def heads(self) -> dict[str, int]:
         if self.targets != "classification":
             return {}
-        n = num_classes(self.clip_len)
+        n = num_classes(self.input_frames)  # the labels are computed on the frames read
         return {name: n[name] for name in self.labels}
 
     def sample(self, num_frames: int, rng: np.random.Generator, *, epoch: int = 0, context: Any = None) -> Sample:
         if num_frames < self.min_frames:
             raise VideoTooShortError(self.min_frames, num_frames, f"task {self.name}")
-        return Sample({"clip": constant_plan(num_frames, self.clip_len, 1, rng)})
+        return Sample({"clip": constant_plan(num_frames, self.input_frames, 1, rng)})
 
-    def compute_labels(self, frames: np.ndarray, flow: np.ndarray) -> dict[str, np.ndarray]:
-        """The 27 labels of uint8 `(B, N, S, S, 3)` frames and their `(B, N-1, S, S, 2)` flow."""
-        want_motion = any(g.startswith("m") for g in self.groups)
-        want_app = any(g.startswith("a") for g in self.groups)
+    def compute_labels(self, frames: np.ndarray | None, flow: np.ndarray) -> dict[str, np.ndarray]:
+        """The 27 labels of uint8 `(B, N, S, S, 3)` frames and their `(B, N-1, S, S, 2)` flow
+        (`frames` may be None when no appearance group is selected)."""
         return clip_labels(frames, flow, hist_bins=self.hist_bins, soft_orientation=self.soft_orientation,
-                           motion=want_motion, appearance=want_app, flow_sigma=self.flow_sigma)
+                           motion=self._wants_motion, appearance=self._wants_appearance, flow_sigma=self.flow_sigma)
 
     def pixel_labels(self, clips: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
                      augment: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -142,7 +160,8 @@ class StatisticsTask:
         if "flow" not in augment.get("clip", {}):
             raise ValueError("statistics labels need the clip's optical flow (augment['clip']['flow']); "
                              "build the ClipDataset with flow=FlowCache(...) and flow_clips=task.flow_clips")
-        frames = to_uint8_frames(clips["clip"])
+        # pixels for the appearance labels only (with residual input the clip holds differences)
+        frames = to_uint8_frames(clips["clip"]) if self._wants_appearance else None
         flow = augment["clip"]["flow"].detach().float().cpu().numpy()
         device = clips["clip"].device
         out = dict(labels)

@@ -299,16 +299,24 @@ def smooth_flow(flow: np.ndarray, sigma: float) -> np.ndarray:
     return out.reshape(flow.shape)
 
 
-def clip_labels(frames: np.ndarray, flow: np.ndarray, *, eps: float = 1e-3, hist_bins: int = 32,
+def clip_labels(frames: np.ndarray | None, flow: np.ndarray, *, eps: float = 1e-3, hist_bins: int = 32,
                 soft_orientation: bool = False, motion: bool = True, appearance: bool = True,
                 flow_sigma: float = 0.0) -> dict[str, np.ndarray]:
     """The 27 labels (int64 `(B,)` each, 0-based, `IGNORE_INDEX` where undefined) of a batch of clips.
 
     `frames` uint8 `(B, N, S, S, 3)` RGB, `flow` float `(B, N-1, S, S, 2)`; see the module docstring.
-    `motion=False` / `appearance=False` skip a group (its labels are then absent). `flow_sigma` > 0
-    blurs each flow first (`smooth_flow`; 0, the default, is the paper's labels).
+    `motion=False` / `appearance=False` skip a group (its labels are then absent); without appearance
+    `frames` may be None (the motion labels read the flow only). `flow_sigma` > 0 blurs each flow
+    first (`smooth_flow`; 0, the default, is the paper's labels).
     """
-    frames, flow = np.asarray(frames), np.asarray(flow)
+    flow = np.asarray(flow)
+    if frames is None:
+        if appearance:
+            raise ValueError("the appearance labels need the frames (got frames=None)")
+        if flow.ndim != 5:
+            raise ValueError(f"flow must be (B, N-1, S, S, 2), got {flow.shape}")
+        frames = np.empty((flow.shape[0], flow.shape[1] + 1, flow.shape[2], flow.shape[3], 3), np.uint8)  # shape only
+    frames = np.asarray(frames)
     if frames.ndim != 5 or frames.shape[-1] != 3 or frames.shape[2] != frames.shape[3]:
         raise ValueError(f"frames must be (B, N, S, S, 3), got {frames.shape}")
     b, n, size = frames.shape[0], frames.shape[1], frames.shape[2]
