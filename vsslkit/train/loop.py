@@ -187,9 +187,9 @@ def fit(
             sampler_state = sampler.state_dict(consumed) if sampler is not None else {"position": consumed}
             sampler_state["epoch"] = at_epoch  # the epoch the next batch belongs to
             saver.save(ckpt_path, make_state(model=model, optimizer=optimizer, scheduler=scheduler,
-                                                  scaler=scaler if scaler.is_enabled() else None,
-                                                  sampler_state=sampler_state, epoch=at_epoch, step=step,
-                                                  config=config, settings=settings), keep_previous=True)
+                                             scaler=scaler if scaler.is_enabled() else None,
+                                             sampler_state=sampler_state, epoch=at_epoch, step=step,
+                                             config=config, settings=settings), keep_previous=True)
 
     # --- the loop --------------------------------------------------------------------------
     batch_size = train_loader.batch_size or 1
