@@ -1,7 +1,8 @@
 """`vsslkit reproduce ablation`: the thesis' Tables 4.1/4.2 in miniature (vsslkit.experiments.ablation);
 `vsslkit reproduce playback-order`: seed 002's Tables 2-7 (vsslkit.experiments.playback_order);
 `vsslkit reproduce ascnet`: seed 004's arms (vsslkit.experiments.ascnet);
-`vsslkit reproduce statistics`: seed 003's Tables 1, 3, 4 (vsslkit.experiments.statistics). One set of flags, one runner.
+`vsslkit reproduce statistics`: seed 003's Tables 1, 3, 4 (vsslkit.experiments.statistics);
+`vsslkit reproduce methods`: every method at one budget (vsslkit.experiments.methods). One set of flags, one runner.
 `vsslkit reproduce from-scratch`: seed 001's arms (vsslkit.experiments.from_scratch), its own flags: it
 trains classifiers from scratch, so it has no pretrain / fine-tune split."""
 
@@ -75,6 +76,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the curriculum arm's switch from the easy half to all videos, a fraction of the run "
                              "(default 0.5)")
     st.set_defaults(func=run_statistics)
+    m = sub.add_parser("methods", help="every pretext method of the kit at one budget, one paired protocol",
+                       description="Pretrain every method (pace, coarse and fine speed change, + MoCo, playback-speed "
+                                   "order n = 3, the speed-prediction baseline, spatio-temporal statistics, ASCNet, "
+                                   "arrow of time, tracking) with one recipe (same backbone, input, steps, optimiser), "
+                                   "score each on its own pretext held out against chance, then the paired downstream "
+                                   "protocol per seed (frozen R@1/R@5, linear probe, fine-tuning at 10 %% and 25 %% "
+                                   "labels) against random init; each paper's own headline beside its row. "
+                                   "results.json is written after every run: the same command again resumes. "
+                                   "--fast: one seed at a third of the steps, a preview in well under 30 minutes.")
+    _add_common(m, out="runs/methods", what="methods", paper="the papers")
+    m.add_argument("--fast", action="store_true",
+                   help="one seed, 50 pretraining steps, 20 fine-tuning steps, 2 clips per video (a preview)")
+    m.add_argument("--clips-per-video", type=int_at_least(1), default=None,
+                   help="test clips per video (retrieval, evaluation)")
+    m.set_defaults(func=run_methods, seeds=None)  # 3, or 1 with --fast
     _add_from_scratch(sub)
 
 
@@ -245,3 +261,14 @@ def run_statistics(args: argparse.Namespace) -> int:
     return _reproduce(args, table_from=lambda path: ab.table_from_results(path, render=st.render_table),
                       variants=st.arms(recipe), pretrain_steps=st.PRETRAIN_STEPS, downstream=st.DOWNSTREAM,
                       make_plan=make_plan, run_plan=ab.run_ablation)
+
+
+def run_methods(args: argparse.Namespace) -> int:
+    from vsslkit.experiments import ablation as ab
+    from vsslkit.experiments import methods as me
+
+    down, steps = (me.FAST_DOWNSTREAM, me.FAST_PRETRAIN_STEPS) if args.fast else (me.DOWNSTREAM, me.PRETRAIN_STEPS)
+    if args.seeds is None:
+        args.seeds = me.FAST_SEEDS if args.fast else 3
+    return _reproduce(args, table_from=me.table_from_results, variants=me.VARIANTS, pretrain_steps=steps,
+                      downstream=down, make_plan=me.make_plan, run_plan=ab.run_ablation)

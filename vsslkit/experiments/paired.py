@@ -105,6 +105,9 @@ class DownstreamConfig:
     dropout: float = 0.5
     flip: bool = False
     freeze_backbone: bool = False
+    # More labelled fractions to fine-tune on (same steps and seed), beside `label_fraction`: the
+    # result's "finetune_at" maps "0.25" -> the same fields as "finetune". Empty: one fraction.
+    extra_label_fractions: tuple[float, ...] = ()
 
 
 def downstream(
@@ -157,26 +160,38 @@ def downstream(
                           pooling=down.pooling, **protocol))
 
     # 3. fine-tune a copy on the labelled fraction (same subset for every initialisation)
-    torch.manual_seed(seed)
-    config = ClassifierConfig(backbone=input_cfg.backbone, width=input_cfg.width, num_classes=data.train.num_classes,
-                              clip_len=input_cfg.clip_len, stride=down.stride, size=input_cfg.size,
-                              residual=input_cfg.residual, freeze_backbone=down.freeze_backbone,
-                              dropout=down.dropout, class_names=tuple(data.train.class_names), init=name,
-                              flip=down.flip, norm=input_cfg.norm, tgn_group_frames=input_cfg.tgn_group_frames)
-    model, fit_result = train_classifier(
-        backbone=copy.deepcopy(backbone), config=config, paths=labelled.paths, labels=labelled.labels,
-        num_frames=labelled.num_frames, source=data.store, out_dir=out_dir / "finetune",
-        batch_size=down.batch_size, max_steps=down.finetune_steps, lr=down.lr, seed=seed, device=device,
-        resume=False, progress=progress, checkpoint_every=None)
-    scores = evaluate_classifier(model.eval(), data.test.paths, data.test.labels, data.store,
-                                 num_frames=data.test.num_frames, averaging=down.averaging,
-                                 class_names=data.test.class_names, **clip)
-    finetune = {"video_accuracy": 100.0 * scores["video_accuracy"], "clip_accuracy": 100.0 * scores["clip_accuracy"],
-                "hit_at_5": 100.0 * scores["hit_at_5"], "mean_class_accuracy": 100.0 * scores["mean_class_accuracy"],
-                "labelled_videos": len(labelled), "finetune_seconds": fit_result.seconds}
-    write_result(out_dir / "finetune.json", {**finetune, "per_class_accuracy": scores["per_class_accuracy"],
-                                             "confusion": scores["confusion"]},
-                 Protocol(task="video_classification", subset="test", label_fraction=down.label_fraction,
-                          averaging=down.averaging, **{**protocol, "extra": {**protocol["extra"], **asdict(down)}}))
-    return {"retrieval": retrieval, "linear_probe": linear, "finetune": finetune, "confusion": scores["confusion"],
-            "class_names": list(data.test.class_names), "curve": fit_result.history}
+    def finetune_on(fraction: float, subset: VideoIndex, folder: str) -> tuple[dict[str, Any], dict[str, Any], Any]:
+        torch.manual_seed(seed)
+        config = ClassifierConfig(backbone=input_cfg.backbone, width=input_cfg.width,
+                                  num_classes=data.train.num_classes, clip_len=input_cfg.clip_len, stride=down.stride,
+                                  size=input_cfg.size, residual=input_cfg.residual,
+                                  freeze_backbone=down.freeze_backbone, dropout=down.dropout,
+                                  class_names=tuple(data.train.class_names), init=name, flip=down.flip,
+                                  norm=input_cfg.norm, tgn_group_frames=input_cfg.tgn_group_frames)
+        model, fit_result = train_classifier(
+            backbone=copy.deepcopy(backbone), config=config, paths=subset.paths, labels=subset.labels,
+            num_frames=subset.num_frames, source=data.store, out_dir=out_dir / folder,
+            batch_size=down.batch_size, max_steps=down.finetune_steps, lr=down.lr, seed=seed, device=device,
+            resume=False, progress=progress, checkpoint_every=None)
+        scores = evaluate_classifier(model.eval(), data.test.paths, data.test.labels, data.store,
+                                     num_frames=data.test.num_frames, averaging=down.averaging,
+                                     class_names=data.test.class_names, **clip)
+        summary = {"video_accuracy": 100.0 * scores["video_accuracy"],
+                   "clip_accuracy": 100.0 * scores["clip_accuracy"], "hit_at_5": 100.0 * scores["hit_at_5"],
+                   "mean_class_accuracy": 100.0 * scores["mean_class_accuracy"], "labelled_videos": len(subset),
+                   "finetune_seconds": fit_result.seconds}
+        write_result(out_dir / f"{folder}.json", {**summary, "per_class_accuracy": scores["per_class_accuracy"],
+                                                  "confusion": scores["confusion"]},
+                     Protocol(task="video_classification", subset="test", label_fraction=fraction,
+                              averaging=down.averaging,
+                              **{**protocol, "extra": {**protocol["extra"], **asdict(down)}}))
+        return summary, scores, fit_result
+
+    finetune, scores, fit_result = finetune_on(down.label_fraction, labelled, "finetune")
+    finetune_at = {}
+    for fraction in down.extra_label_fractions:  # e.g. 25 % beside 10 %: same seed, steps and test clips
+        finetune_at[f"{fraction:g}"] = finetune_on(fraction, label_fraction(data.train, fraction, seed),
+                                                   f"finetune_{fraction:g}")[0]
+    extra = {"finetune_at": finetune_at} if finetune_at else {}
+    return {"retrieval": retrieval, "linear_probe": linear, "finetune": finetune, **extra,
+            "confusion": scores["confusion"], "class_names": list(data.test.class_names), "curve": fit_result.history}

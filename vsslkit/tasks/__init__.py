@@ -18,9 +18,10 @@ from vsslkit.tasks.playback_order import PlaybackOrderTask, PlaybackSpeedTask
 from vsslkit.tasks.speed_change import SpeedChangeCoarseTask, SpeedChangeFineTask
 from vsslkit.tasks.statistics import StatisticsTask
 from vsslkit.tasks.supervised import SupervisedTask
+from vsslkit.tasks.timecycle import TimeCycleTask
 
 TASK_NAMES: tuple[str, ...] = ("pace", "speed-change-coarse", "speed-change-fine", "arrow-of-time", "supervised", "none",
-                              "ascnet", "playback-order", "playback-speed", "statistics")
+                              "ascnet", "playback-order", "playback-speed", "statistics", "tracking")
 
 
 def make_task(name: str, **kwargs: Any) -> Any:
@@ -45,6 +46,8 @@ def make_task(name: str, **kwargs: Any) -> Any:
         return PlaybackSpeedTask(**kwargs)
     if name == "none":  # clips only: the contrastive-only baseline
         return ClipsOnlyTask(**kwargs)
+    if name == "tracking":  # seed 001's cycle-consistency tracking (TimeCycle) as a pretext task on its own
+        return TimeCycleTask(**{"layer": "auto", **kwargs})
     raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASK_NAMES)}")
 
 
@@ -55,5 +58,5 @@ def primary_task(task: Any) -> Any:
 
 __all__ = ["TASK_NAMES", "ArrowOfTimeTask", "AscNetTask", "ClipsOnlyTask", "Features", "Joint", "MoCo", "PaceTask",
            "PlaybackOrderTask", "PlaybackSpeedTask", "SpeedChangeCoarseTask", "SpeedChangeFineTask", "StatisticsTask",
-           "SupervisedTask", "classification_loss",
+           "SupervisedTask", "TimeCycleTask", "classification_loss",
            "label_name", "make_task", "primary_task"]

@@ -62,7 +62,8 @@ def motion_patch_theta(clip: torch.Tensor, draws: torch.Tensor, *, scale: float,
 
 def probe_map_shape(backbone: nn.Module, layer: str, frames: int, size: int) -> tuple[int, int, int]:
     """(channels, height, width) of `layer` for `size`x`size` input (one tiny forward, no state
-    change: the backbone is run in eval mode without gradients and put back)."""
+    change: the backbone is run in eval mode without gradients and put back). Raises ValueError
+    when the layer has fewer time steps than `frames`: the cycle needs one map per frame."""
     was_training = backbone.training
     backbone.eval()
     try:
@@ -70,7 +71,26 @@ def probe_map_shape(backbone: nn.Module, layer: str, frames: int, size: int) -> 
             out = backbone.features(torch.zeros(1, 3, frames, size, size), layers=(layer,))[layer]
     finally:
         backbone.train(was_training)
+    if out.shape[2] != frames:
+        raise ValueError(f"tracking: layer {layer} of this backbone has {out.shape[2]} time steps for {frames} "
+                         "frames; the cycle needs a layer that keeps time (layer='auto' picks the deepest one)")
     return int(out.shape[1]), int(out.shape[-2]), int(out.shape[-1])
+
+
+# Layers a backbone may expose, deepest first: what layer="auto" tries.
+_AUTO_LAYERS = ("pool4", "pool3", "pool2", "conv1")
+
+
+def deepest_time_keeping_layer(backbone: nn.Module, frames: int, size: int) -> str:
+    """The deepest feature layer whose maps keep all `frames` time steps: "pool4" on seed 001's
+    inflated ResNet-50 (no temporal stride), "pool2" on R3D-10 (layer2 strides time)."""
+    for layer in _AUTO_LAYERS:
+        try:
+            probe_map_shape(backbone, layer, frames, size)
+        except (ValueError, KeyError):
+            continue
+        return layer
+    raise ValueError(f"tracking: no layer of {type(backbone).__name__} keeps {frames} time steps")
 
 
 class TimeCycleModule(nn.Module):
@@ -110,7 +130,13 @@ class TimeCycleModule(nn.Module):
 @dataclass(frozen=True)
 class TimeCycleTask:
     """k = `past` frames before the target at a constant `gap`; tracking on the maps of `layer`
-    for `size`x`size` crops (the localiser's input has one channel per map location)."""
+    for `size`x`size` crops (the localiser's input has one channel per map location).
+
+    `layer="auto"`: the deepest layer that keeps time (`deepest_time_keeping_layer`), so the task
+    runs on any backbone of the kit (`vsslkit pretrain --task tracking`). `extra_frames=1`: the
+    plan reads one frame more at the same gap and the network sees the k + 1 differences
+    (residual input, as every other pretext task of the kit can). `clip_len` is accepted for the
+    common task signature and not used: the cycle's frames are k + 1, not a clip."""
 
     past: int = 3
     gap: int = 4
@@ -124,6 +150,8 @@ class TimeCycleTask:
     weight: float = 0.1  # λ of eq. 3.3
     sim_weight: float = 1.0  # l_sim's factor (1: the thesis; see models.cycle.cycle_loss)
     localiser: str = "learned"  # the thesis' conv + FC localiser, or "soft-argmax" (models.cycle.SoftArgmaxLocaliser)
+    extra_frames: int = 0
+    clip_len: int | None = None
     name: ClassVar[str] = "timecycle"
 
     def __post_init__(self) -> None:
@@ -133,6 +161,8 @@ class TimeCycleTask:
             raise ValueError(f"{self.name}: scale must be in (0, 1), got {self.scale}")
         if self.localiser not in ("learned", "soft-argmax"):
             raise ValueError(f"{self.name}: localiser must be 'learned' or 'soft-argmax', got {self.localiser!r}")
+        if self.extra_frames not in (0, 1):
+            raise ValueError(f"{self.name}: extra_frames must be 0 or 1 (residual input), got {self.extra_frames}")
 
     @property
     def heads(self) -> dict[str, int]:
@@ -140,6 +170,11 @@ class TimeCycleTask:
 
     @property
     def input_frames(self) -> int:
+        return self.past + 1 + self.extra_frames
+
+    @property
+    def network_frames(self) -> int:
+        """Frames the network sees: k + 1 (differences of the k + 2 read when `extra_frames` is 1)."""
         return self.past + 1
 
     @property
@@ -153,8 +188,10 @@ class TimeCycleTask:
         return Sample({"clip": plan}, {}, {"draw": rng.random(4)})
 
     def make_module(self, backbone: nn.Module) -> TimeCycleModule:
-        channels, h, w = probe_map_shape(backbone, self.layer, self.input_frames, self.size)
-        return TimeCycleModule(channels, h, w, proj_dim=self.proj_dim, scale=self.scale, layer=self.layer,
+        layer = (deepest_time_keeping_layer(backbone, self.network_frames, self.size) if self.layer == "auto"
+                 else self.layer)
+        channels, h, w = probe_map_shape(backbone, layer, self.network_frames, self.size)
+        return TimeCycleModule(channels, h, w, proj_dim=self.proj_dim, scale=self.scale, layer=layer,
                                top=self.top, jitter=self.jitter, max_rotation=self.max_rotation,
                                localiser=self.localiser)
 

@@ -146,6 +146,8 @@ def build_task(config: PretrainConfig) -> Joint:
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in config.task_options.items()}
     if config.task == "ascnet":
         options.setdefault("seed", config.seed)  # the memory bank's random start
+    if config.task == "tracking":
+        options.setdefault("size", config.size)  # the localiser is sized from the maps of this crop
     task = make_task(config.task, clip_len=config.clip_len, extra_frames=int(config.residual), **options)
     if config.moco is None:
         return Joint({"pretext": task})
