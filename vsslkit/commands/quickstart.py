@@ -22,6 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=1, help="number of paired seeds (0..N-1); 3+ gives mean ± std")
     p.add_argument("--device", type=device, default="auto", help="auto | cpu | cuda")
     p.add_argument("--full", action="store_true", help="thesis-sized preset for a GPU (R(2+1)D-10, 16x112x112)")
+    p.add_argument("--method", default=None, metavar="KEY",
+                   help="pretrain this method instead, with the recipe of `vsslkit reproduce methods` (one of: "
+                        "pace, speed-change-coarse, speed-change-fine, speed-change-fine-moco, playback-order, "
+                        "speed-prediction, statistics, ascnet, arrow-of-time, tracking); default: the chapter-4 "
+                        "method with the classroom recipe")
     p.add_argument("--pretrain-steps", type=int, default=None)
     p.add_argument("--finetune-steps", type=int, default=None)
     p.add_argument("--label-fraction", type=float, default=None)
@@ -59,6 +64,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
     pre, down, steps = (qs.FULL_PRETRAIN, qs.FULL_DOWNSTREAM, qs.FULL_PRETRAIN_STEPS) if args.full else (
         qs.CPU_PRETRAIN, qs.CPU_DOWNSTREAM, qs.CPU_PRETRAIN_STEPS)
+    arm, extra = "speed-change pretrained", {"preset": "full" if args.full else "cpu"}
+    if args.method is not None:
+        from vsslkit.experiments.methods import method
+
+        if args.full:
+            print("error: --method and --full: the methods' recipe is the CPU one; choose one of them", file=sys.stderr)
+            return 2
+        try:
+            chosen = method(args.method)
+        except ValueError as exc:
+            print(f"error: --method: {exc}", file=sys.stderr)
+            return 2
+        pre, arm, extra = chosen.config, f"{chosen.name} pretrained", {**extra, "method": chosen.key}
     if args.finetune_steps is not None:
         down = replace(down, finetune_steps=args.finetune_steps)
     if args.label_fraction is not None:
@@ -66,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
     plan = qs.QuickstartPlan(data_root=args.data, out_dir=args.out, seeds=tuple(range(args.seeds)), pretrain=pre,
                              pretrain_steps=args.pretrain_steps or steps, downstream=down,
                              videos_per_class=args.videos_per_class, version=args.synthetic_version,
-                             device=args.device, progress=args.progress,
-                             extra={"preset": "full" if args.full else "cpu"})
+                             device=args.device, progress=args.progress, arm=arm, extra=extra)
     qs.run_quickstart(plan)
     print(f"report: {args.out / 'report.md'} and {args.out / 'report.html'}")
     return 0

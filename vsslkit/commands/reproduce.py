@@ -84,10 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "protocol per seed (frozen R@1/R@5, linear probe, fine-tuning at 10 %% and 25 %% "
                                    "labels) against random init; each paper's own headline beside its row. "
                                    "results.json is written after every run: the same command again resumes. "
-                                   "--fast: one seed at a third of the steps, a preview in well under 30 minutes.")
+                                   "--fast: one seed at a third of the steps, a preview in well under 30 minutes. Measured wall times: "
+                                   "docs/results/methods.md.")
     _add_common(m, out="runs/methods", what="methods", paper="the papers")
     m.add_argument("--fast", action="store_true",
-                   help="one seed, 50 pretraining steps, 20 fine-tuning steps, 2 clips per video (a preview)")
+                   help="one seed, 80 pretraining steps, 50 fine-tuning steps, 2 clips per video (a preview)")
     m.add_argument("--clips-per-video", type=int_at_least(1), default=None,
                    help="test clips per video (retrieval, evaluation)")
     m.set_defaults(func=run_methods, seeds=None)  # 3, or 1 with --fast

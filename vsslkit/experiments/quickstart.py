@@ -72,6 +72,7 @@ class QuickstartPlan:
     version: int = GENERATOR_VERSION  # synthetic generator version (2: time-symmetric, 3: + irreversible physics)
     device: str = "auto"
     progress: bool = True
+    arm: str = "speed-change pretrained"  # the pretrained arm's name in the report (`quickstart --method` sets it)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,7 +87,7 @@ def run_quickstart(plan: QuickstartPlan) -> dict[str, Any]:
     data = load_data(plan.data_root, progress=plan.progress, workers=2)
     if data.skipped:
         print(f"skipped {len(data.skipped)} unusable videos: " + "; ".join(f"{p}: {r}" for p, r in data.skipped))
-    runs: dict[str, list[dict]] = {"random init": [], "speed-change pretrained": []}
+    runs: dict[str, list[dict]] = {"random init": [], plan.arm: []}
     pretext_curves: dict[str, list[dict]] = {}
     for seed in plan.seeds:
         cfg = replace(plan.pretrain, seed=seed)
@@ -102,7 +103,7 @@ def run_quickstart(plan: QuickstartPlan) -> dict[str, Any]:
                                          in_frames=cfg.clip_len if cfg.norm == "tgn" else None,
                                          tgn_group_frames=cfg.tgn_group_frames)
         for name, backbone, ckpt in (("random init", random_backbone, None),
-                                     ("speed-change pretrained", model.backbone, fit_result.checkpoint)):
+                                     (plan.arm, model.backbone, fit_result.checkpoint)):
             print(f"[seed {seed}] {name}: retrieval + fine-tuning on {plan.downstream.label_fraction:.0%} of the labels")
             result = downstream(name, backbone, data, input_cfg=cfg, down=plan.downstream, seed=seed,
                                 out_dir=out / f"seed{seed}" / name.replace(" ", "_"), checkpoint=ckpt,
@@ -225,13 +226,21 @@ def build_report(results: dict[str, Any]) -> tuple[str, ReportPage]:
         figures.append(PageFigure(
             f"confusion matrix — {n} (seed {first})",
             plots.confusion_figure(runs[n][0]["confusion"], runs[n][0]["class_names"], title=f"{n}, seed {first}")))
+    method = names[1].removesuffix(" pretrained")
     page = ReportPage(
-        title="vsslkit quickstart: does speed-change pretraining beat random initialisation?",
+        title=f"vsslkit quickstart: does {method} pretraining beat random initialisation?",
         verdicts=[Verdict(text, tone) for text, tone in verdicts], body=body, figures=figures, notes=notes,
         details=[("Protocol", PROTOCOL_TEXT),
                  ("Configuration", config_table(protocol) + "\n\nRe-render this page from the run's numbers: "
                                    "`vsslkit quickstart --report-from results.json --out DIR`.")])
     return markdown, page
+
+
+def _curve_metrics(curves: dict[str, list[dict]]) -> tuple[str, ...]:
+    """The loss and every training accuracy the pretext run logged (each method logs its own heads)."""
+    keys = dict.fromkeys(k for rows in curves.values() for row in rows for k in row
+                         if k == "loss" or k.endswith("acc"))
+    return tuple(keys) or ("loss",)
 
 
 def _setup_note(results: dict[str, Any]) -> str:
