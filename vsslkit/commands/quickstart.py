@@ -15,8 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "quickstart", help="synthetic data -> speed-change pretraining -> fine-tune + retrieval vs random init -> report",
         description="Build the synthetic dataset if missing, pretrain (fine-grained speed change + localization + "
-                    "MoCo) without labels, then compare with random initialisation under one paired protocol. "
-                    "Writes OUT/report.md and OUT/report.html.")
+                    "MoCo; --method: any method of `vsslkit reproduce methods`) without labels, then compare with "
+                    "random initialisation under one paired protocol. Writes OUT/report.md and OUT/report.html.")
     p.add_argument("--data", type=Path, default=Path("data/synthetic"), help="synthetic dataset folder")
     p.add_argument("--out", type=Path, default=Path("runs/quickstart"))
     p.add_argument("--seeds", type=int, default=1, help="number of paired seeds (0..N-1); 3+ gives mean ± std")
