@@ -213,8 +213,9 @@ def test_bad_task_arguments():
 
 def test_make_task_by_name():
     assert TASK_NAMES == ("pace", "speed-change-coarse", "speed-change-fine", "arrow-of-time", "supervised", "none",
-                          "ascnet", "playback-order", "playback-speed", "statistics")
+                          "ascnet", "playback-order", "playback-speed", "statistics", "tracking")
     assert make_task("none", clip_len=8).heads == {}
+    assert make_task("tracking").name == "timecycle"  # the CLI name; metrics keep the branch name
     assert make_task("speed-change-fine", pool=[1, 2]).heads == {"speed": 4, "loc": 7}
     assert make_task("supervised", num_classes=3, clip_len=8, stride=2).min_frames == 15
     with pytest.raises(ValueError, match="unknown task 'speedy'"):
