@@ -81,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "order n = 3, the speed-prediction baseline, spatio-temporal statistics, ASCNet, "
                                    "arrow of time, tracking) with one recipe (same backbone, input, steps, optimiser), "
                                    "score each on its own pretext held out against chance, then the paired downstream "
-                                   "protocol per seed (frozen R@1/R@5, linear probe, fine-tuning at 10 %% and 25 %% "
+                                   "protocol per seed (frozen R@1/R@5, linear probe, fine-tuning at 10 % and 25 % "
                                    "labels) against random init; each paper's own headline beside its row. "
                                    "results.json is written after every run: the same command again resumes. "
                                    "--fast: one seed at a third of the steps, a preview in well under 30 minutes. Measured wall times: "
