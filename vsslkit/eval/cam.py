@@ -35,15 +35,24 @@ def activation_map(backbone: torch.nn.Module, clip: torch.Tensor, *, layer: str 
         clip = clip.unsqueeze(0)
     if clip.shape[0] != 1:
         raise ValueError(f"activation_map takes one clip, got a batch of {clip.shape[0]}")
+    return activation_maps(backbone, clip, layer=layer)[0]
+
+
+@torch.no_grad()
+def activation_maps(backbone: torch.nn.Module, clips: torch.Tensor, *, layer: str = "pre_pool") -> np.ndarray:
+    """`activation_map` of a batch `(B, C, T, H, W)` in one forward pass: `(B, T, H, W)`, each clip
+    min-max scaled on its own (so a batch gives exactly the per-clip maps, only faster)."""
+    if clips.dim() != 5:
+        raise ValueError(f"expected clips (B, C, T, H, W), got shape {tuple(clips.shape)}")
     was_training = backbone.training
     backbone.eval()
     try:
-        fmap = backbone.features(clip, layers=(layer,))[layer]
+        fmap = backbone.features(clips, layers=(layer,))[layer]
     finally:
         backbone.train(was_training)
     heat = fmap.mean(dim=1, keepdim=True)
-    heat = F.interpolate(heat, size=clip.shape[2:], mode="trilinear", align_corners=False)
-    return _normalise(heat[0, 0])
+    heat = F.interpolate(heat, size=clips.shape[2:], mode="trilinear", align_corners=False)
+    return np.stack([_normalise(h[0]) for h in heat])
 
 
 def gradient_cam(

@@ -25,7 +25,7 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -158,6 +158,49 @@ def heldout_pretext(model: Any, config: PretrainConfig, data: Any, seed: int, *,
     return {"what": " + ".join(heads), "clips": len(clips),
             **{k: float(np.mean([v[k] for v in heads.values()])) for k in ("accuracy", "chance", "majority")},
             "detail": heads}
+
+
+@dataclass
+class PretrainedArm:
+    """One arm of `pretrain_methods`: its frozen backbone, the checkpoint (None for random init), steps, seconds."""
+
+    name: str
+    backbone: Any
+    checkpoint: Path | None
+    steps: int
+    seconds: float
+    last: dict[str, float]  # the last logged training row (loss, pretext accuracies, collapse monitors)
+
+
+def pretrain_methods(data: Any, *, steps: int, out_dir: str | Path, seed: int = 0, keys: Sequence[str] = METHOD_KEYS,
+                     batch_size: int | None = None, progress: bool = True,
+                     report: Callable[[str], None] = print) -> dict[str, PretrainedArm]:
+    """Random init and every method in `keys`, each pretrained `steps` steps with the table's recipe on
+    `data` (`.train`, `.store`): the closing notebook's arms, the same calls `reproduce methods` makes.
+
+    `batch_size` overrides the recipe's batch (the notebook's fast mode); everything else stays the
+    recipe, so a method never gets its own optimiser or input."""
+    import torch
+
+    from vsslkit.models import build_backbone
+    from vsslkit.train.pretrain import pretrain
+
+    torch.manual_seed(seed)
+    arms = {RANDOM: PretrainedArm(RANDOM, build_backbone(RECIPE.backbone, width=RECIPE.width, norm=RECIPE.norm).eval(),
+                                  None, 0, 0.0, {})}
+    out = Path(out_dir)
+    for key in keys:
+        m = method(key)
+        cfg = replace(m.config, seed=seed, batch_size=batch_size or m.config.batch_size)
+        model, fit = pretrain(cfg, paths=data.train.paths, num_frames=data.train.num_frames, source=data.store,
+                              out_dir=out / key, max_steps=steps, resume=False, progress=progress,
+                              log_every=max(1, min(10, steps // 2)), checkpoint_every=None, groups=data.train.groups,
+                              report=report)
+        rows = [r for r in fit.history if "loss" in r]
+        arms[m.name] = PretrainedArm(m.name, model.backbone.eval(), fit.checkpoint, fit.steps, fit.seconds,
+                                     dict(rows[-1]) if rows else {})
+        report(f"{m.name}: {fit.steps} steps in {fit.seconds:.0f} s")
+    return arms
 
 
 def make_plan(**kwargs: Any) -> ab.AblationPlan:
@@ -303,6 +346,6 @@ def table_from_results(path: str | Path) -> str:
     return render_table(plan, results)
 
 
-__all__ = ["DOWNSTREAM", "METHODS", "METHOD_KEYS", "PRETRAIN_STEPS", "RECIPE", "VARIANTS", "Method",
-           "heldout_pretext", "load_results", "make_plan", "method", "metric_value", "reading", "render_table",
+__all__ = ["DOWNSTREAM", "METHODS", "METHOD_KEYS", "PRETRAIN_STEPS", "RECIPE", "VARIANTS", "Method", "PretrainedArm",
+           "heldout_pretext", "pretrain_methods", "load_results", "make_plan", "method", "metric_value", "reading", "render_table",
            "summary_rows", "table_from_results"]
