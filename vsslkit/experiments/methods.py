@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -346,6 +347,23 @@ def table_from_results(path: str | Path) -> str:
     return render_table(plan, results)
 
 
-__all__ = ["DOWNSTREAM", "METHODS", "METHOD_KEYS", "PRETRAIN_STEPS", "RECIPE", "VARIANTS", "Method", "PretrainedArm",
-           "heldout_pretext", "pretrain_methods", "load_results", "make_plan", "method", "metric_value", "reading", "render_table",
-           "summary_rows", "table_from_results"]
+__all__ = [
+    "DOWNSTREAM",
+    "METHODS",
+    "METHOD_KEYS",
+    "PRETRAIN_STEPS",
+    "RECIPE",
+    "VARIANTS",
+    "Method",
+    "PretrainedArm",
+    "heldout_pretext",
+    "load_results",
+    "make_plan",
+    "method",
+    "metric_value",
+    "pretrain_methods",
+    "reading",
+    "render_table",
+    "summary_rows",
+    "table_from_results",
+]
