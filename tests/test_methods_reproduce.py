@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -110,3 +111,14 @@ def test_quickstart_runs_any_method(tiny_synthetic, tmp_path, capsys):
     assert "does arrow of time pretraining beat random initialisation?" in (tmp_path / "q" / "report.html").read_text()
     assert "pretext.direction_acc" in json.dumps(raw["pretext_curves"]) or "direction" in json.dumps(raw["pretext_curves"])
     torch.manual_seed(0)
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "docs" / "results"
+
+
+@pytest.mark.skipif(not (COMMITTED / "methods.json").is_file(), reason="no committed methods table yet")
+def test_committed_methods_table_is_its_json_rendered():
+    table = me.table_from_results(COMMITTED / "methods.json")
+    assert table in (COMMITTED / "methods.md").read_text()
+    plan, results = me.load_results(COMMITTED / "methods.json")
+    assert len(plan.seeds) == 3 and all(len(results[name]) == 3 for name, _ in me.VARIANTS)
