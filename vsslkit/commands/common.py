@@ -101,7 +101,7 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
     """--task, --speed-pool, --sampling: the pretext task flags shared by `pretrain` and `pretext-probe`."""
     p.add_argument("--task", default="speed-change-fine",
                    help="pace | speed-change-coarse | speed-change-fine | arrow-of-time | playback-order | "
-                        "playback-speed | statistics | ascnet | none (with --contrastive)")
+                        "playback-speed | statistics | ascnet | tracking | none (with --contrastive)")
     p.add_argument("--speed-pool", type=int_at_least(1), nargs="*", default=None,
                    help="speeds: the fine task's pool (default 1 2 3) or the pace/coarse speeds (default 1 2 3 4)")
     p.add_argument("--sampling", choices=("location", "class"), default=None,
