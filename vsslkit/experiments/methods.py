@@ -272,7 +272,8 @@ def reading(plan_variants: list[tuple[str, Any]], results: dict[str, list[dict]]
     arms = [r for r in rows if r["arm"] != RANDOM]
     if not arms:
         return []
-    seeds = max(r["seeds"] for r in rows)
+    counts = sorted({r["seeds"] for r in rows})
+    seeds = f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} seeds per arm: an unfinished run"
     out = []
     for title in ("R@1", "linear probe", "fine-tuned 10 %", "fine-tuned 25 %"):
         every = [r["arm"] for r in arms if f"Δ {title}" in r and r[f"Δ {title}"][2] == r[f"Δ {title}"][3] > 0]
@@ -280,7 +281,7 @@ def reading(plan_variants: list[tuple[str, Any]], results: dict[str, list[dict]]
         base = next((r for r in rows if r["arm"] == RANDOM), None)
         base_txt = f"; random init {base[title][0]:.1f}" if base else ""
         out.append(f"- {title}: {len(every)} of {len(arms)} methods beat random init on every seed "
-                   f"({seeds} seeds){': ' + ', '.join(every) if every else ''}; highest mean: {best['arm']} "
+                   f"({seeds}){': ' + ', '.join(every) if every else ''}; highest mean: {best['arm']} "
                    f"{best[title][0]:.1f}{base_txt}.")
     learned = [r["arm"] for r in arms if "pretext" in r and not math.isnan(r["pretext"]["accuracy"])
                and r["pretext"]["accuracy"] > max(v for v in (r["pretext"]["chance"], r["pretext"]["majority"])
