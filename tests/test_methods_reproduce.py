@@ -39,6 +39,18 @@ def test_every_method_shares_one_recipe_and_differs_only_in_its_task():
         me.method("pase")
 
 
+def test_ordering_against_the_papers_counts_pairs_in_the_papers_order():
+    def runs(*accs):
+        return [{"finetune": {"video_accuracy": a}} for a in accs]
+
+    results = {me.RANDOM: runs(10, 12), "pace prediction": runs(20, 20), "coarse speed change": runs(15, 17),
+               "speed prediction (baseline)": runs(30, 30), "playback-speed order (n = 3)": runs(25, 25)}
+    # thesis: random < pace < coarse; here random 11 < coarse 16 < pace 20: 2 of 3 pairs agree
+    assert me.ordering_against_papers(results, "finetune", "video_accuracy") == ["thesis T4.2 2/3 pairs",
+                                                                                  "seed 002 T2 0/1 pairs"]
+    assert me.ordering_against_papers({}, "finetune", "video_accuracy") == []
+
+
 def test_tracking_task_picks_the_deepest_layer_that_keeps_time_and_reads_one_more_frame_for_differences():
     backbone = build_backbone("r3d_10", width=0.25)
     assert deepest_time_keeping_layer(backbone, 4, 56) == "pool2"  # R3D-10's layer3 strides time
@@ -80,7 +92,7 @@ def test_tiny_run_of_every_method_renders_from_json(tiny_synthetic, tmp_path):
     assert [r["arm"] for r in rows] == [n for n, _ in variants]
     assert all("Δ R@1" in r for r in rows[1:]) and "Δ R@1" not in rows[0]
     lines = me.reading(plan.variants, res)
-    assert len(lines) == 5 and lines[0].startswith("- R@1: ")
+    assert len(lines) == 7 and lines[0].startswith("- R@1: ") and lines[4].startswith("- Ordering against the papers")
     assert "fine-tuning 2 steps on 10%, 25% of the labels" in table
 
 

@@ -266,6 +266,28 @@ def summary_rows(plan_variants: list[tuple[str, Any]], results: dict[str, list[d
     return rows
 
 
+# The papers' own fine-tuned numbers for the rows that share a paper (full labels, their backbone and
+# dataset): the orderings the miniature is compared with, never the values.
+PAPER_ORDERINGS: dict[str, dict[str, float]] = {
+    "thesis T4.2": {RANDOM: 57.9, "pace prediction": 75.1, "coarse speed change": 75.8,
+                    "fine speed change + localization": 79.7, "fine speed change + localization + MoCo": 81.6},
+    "seed 002 T2": {"speed prediction (baseline)": 64.4, "playback-speed order (n = 3)": 69.5},
+}
+
+
+def ordering_against_papers(results: dict[str, list[dict]], section: str, key: str) -> list[str]:
+    """Per paper: how many pairs of its rows the miniature's seed means order as the paper does."""
+    out = []
+    for paper, numbers in PAPER_ORDERINGS.items():
+        names = [n for n in numbers if results.get(n)]
+        ours = {n: float(np.nanmean([metric_value(r, section, key) for r in results[n]])) for n in names}
+        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if numbers[a] != numbers[b]]
+        if pairs:
+            agree = sum((ours[a] - ours[b]) * (numbers[a] - numbers[b]) > 0 for a, b in pairs)
+            out.append(f"{paper} {agree}/{len(pairs)} pairs")
+    return out
+
+
 def reading(plan_variants: list[tuple[str, Any]], results: dict[str, list[dict]]) -> list[str]:
     """Sentences computed from the numbers (what the table says, never typed by hand)."""
     rows = summary_rows(plan_variants, results)
@@ -287,6 +309,12 @@ def reading(plan_variants: list[tuple[str, Any]], results: dict[str, list[dict]]
                and r["pretext"]["accuracy"] > max(v for v in (r["pretext"]["chance"], r["pretext"]["majority"])
                                                   if not math.isnan(v)) + 5]
     scored = [r for r in arms if "pretext" in r and not math.isnan(r["pretext"]["accuracy"])]
+    for section, title in (("finetune", "10 %"), ("finetune_at.0.25", "25 %")):
+        phrases = ordering_against_papers(results, section, "video_accuracy")
+        if phrases:
+            out.append(f"- Ordering against the papers (fine-tuned here with {title} of the labels; the papers "
+                       f"fine-tuned with all of them on their own backbone and dataset): {'; '.join(phrases)} "
+                       "ordered as the paper orders them.")
     out.append(f"- Pretext held out: {len(learned)} of {len(scored)} scored methods are more than 5 points above "
                f"their chance / majority bar{': ' + ', '.join(learned) if learned else ''}.")
     return out
@@ -352,6 +380,7 @@ __all__ = [
     "DOWNSTREAM",
     "METHODS",
     "METHOD_KEYS",
+    "PAPER_ORDERINGS",
     "PRETRAIN_STEPS",
     "RECIPE",
     "VARIANTS",
@@ -362,6 +391,7 @@ __all__ = [
     "make_plan",
     "method",
     "metric_value",
+    "ordering_against_papers",
     "pretrain_methods",
     "reading",
     "render_table",
