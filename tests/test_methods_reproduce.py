@@ -51,6 +51,18 @@ def test_ordering_against_the_papers_counts_pairs_in_the_papers_order():
     assert me.ordering_against_papers({}, "finetune", "video_accuracy") == []
 
 
+def test_summary_rows_take_arms_without_a_pretext_rate_over_several_seeds():
+    run = {"retrieval": {"R@1": 10.0}, "heldout": {"what": "no head", "accuracy": math.nan, "chance": math.nan,
+                                                   "majority": math.nan}}
+    base = {"retrieval": {"R@1": 8.0}}
+    variants = [(me.RANDOM, None), ("cycle-consistency tracking (TimeCycle)", None)]
+    results = {me.RANDOM: [base, base, base], "cycle-consistency tracking (TimeCycle)": [run, run, run]}
+    rows = me.summary_rows(variants, results)
+    assert math.isnan(rows[1]["pretext"]["accuracy"]) and rows[1]["Δ R@1"][:1] == (2.0,)
+    assert rows[1]["Δ R@1"][2:] == (3, 3)
+    assert me.reading(variants, results)[0].startswith("- R@1: 1 of 1 methods beat random init on every seed (3 seeds)")
+
+
 def test_tracking_task_picks_the_deepest_layer_that_keeps_time_and_reads_one_more_frame_for_differences():
     backbone = build_backbone("r3d_10", width=0.25)
     assert deepest_time_keeping_layer(backbone, 4, 56) == "pool2"  # R3D-10's layer3 strides time

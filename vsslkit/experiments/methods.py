@@ -241,6 +241,12 @@ def _paper(name: str) -> str:
     return next((m.paper for m in METHODS if m.name == name), "–")
 
 
+def _mean_of_numbers(values: list[float]) -> float:
+    """Mean over the values that are numbers; NaN when none is (tracking has no pretext rate)."""
+    numbers = [v for v in values if not math.isnan(v)]
+    return mean_std(numbers)[0] if numbers else math.nan
+
+
 def summary_rows(plan_variants: list[tuple[str, Any]], results: dict[str, list[dict]]) -> list[dict[str, Any]]:
     """Per arm: mean and std of every metric over seeds, the paired gains over random init and the
     number of seeds it wins: the numbers behind the table and the closing notebook's figure."""
@@ -260,7 +266,7 @@ def summary_rows(plan_variants: list[tuple[str, Any]], results: dict[str, list[d
                 row[f"Δ {title}"] = (*mean_std(diffs), sum(d > 0 for d in diffs), len(diffs))
         held = [r["heldout"] for r in runs if "heldout" in r]
         if held:
-            row["pretext"] = {k: mean_std([h[k] for h in held])[0] for k in ("accuracy", "chance", "majority")}
+            row["pretext"] = {k: _mean_of_numbers([h[k] for h in held]) for k in ("accuracy", "chance", "majority")}
             row["pretext"]["what"] = held[0]["what"]
         rows.append(row)
     return rows
