@@ -255,13 +255,15 @@ def _thesis(name: str) -> str:
 
 
 def ordering_agreement(results: dict[str, list[dict]], thesis: dict[str, float], section: str,
-                       key: str) -> dict[str, Any]:
+                       key: str, *, value: Callable[[dict], float] | None = None) -> dict[str, Any]:
     """How many pairs of variants (both run, both in `thesis`) the miniature's seed means order as the
-    thesis does (pairs the thesis ties are skipped), and the Spearman correlation of the two orderings."""
+    thesis does (pairs the thesis ties are skipped), and the Spearman correlation of the two orderings.
+    `value` reads one run's number when `run[section][key]` does not (a nested section)."""
     from scipy.stats import spearmanr
 
+    read = value or (lambda r: r[section][key])
     names = [n for n in thesis if results.get(n)]
-    ours = {n: mean_std([r[section][key] for r in results[n]])[0] for n in names}
+    ours = {n: mean_std([read(r) for r in results[n]])[0] for n in names}
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if thesis[a] != thesis[b]]
     agree = sum((ours[a] - ours[b]) * (thesis[a] - thesis[b]) > 0 for a, b in pairs)
     defined = len(names) > 2 and len(set(ours.values())) > 1  # a constant column has no rank correlation

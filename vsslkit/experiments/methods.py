@@ -241,12 +241,6 @@ def _paper(name: str) -> str:
     return next((m.paper for m in METHODS if m.name == name), "–")
 
 
-def _mean_of_numbers(values: list[float]) -> float:
-    """Mean over the values that are numbers; NaN when none is (tracking has no pretext rate)."""
-    numbers = [v for v in values if not math.isnan(v)]
-    return mean_std(numbers)[0] if numbers else math.nan
-
-
 def summary_rows(plan_variants: list[tuple[str, Any]], results: dict[str, list[dict]]) -> list[dict[str, Any]]:
     """Per arm: mean and std of every metric over seeds, the paired gains over random init and the
     number of seeds it wins: the numbers behind the table and the closing notebook's figure."""
@@ -266,7 +260,7 @@ def summary_rows(plan_variants: list[tuple[str, Any]], results: dict[str, list[d
                 row[f"Δ {title}"] = (*mean_std(diffs), sum(d > 0 for d in diffs), len(diffs))
         held = [r["heldout"] for r in runs if "heldout" in r]
         if held:
-            row["pretext"] = {k: _mean_of_numbers([h[k] for h in held]) for k in ("accuracy", "chance", "majority")}
+            row["pretext"] = {k: mean_std([h[k] for h in held])[0] for k in ("accuracy", "chance", "majority")}
             row["pretext"]["what"] = held[0]["what"]
         rows.append(row)
     return rows
@@ -285,12 +279,10 @@ def ordering_against_papers(results: dict[str, list[dict]], section: str, key: s
     """Per paper: how many pairs of its rows the miniature's seed means order as the paper does."""
     out = []
     for paper, numbers in PAPER_ORDERINGS.items():
-        names = [n for n in numbers if results.get(n)]
-        ours = {n: float(np.nanmean([metric_value(r, section, key) for r in results[n]])) for n in names}
-        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if numbers[a] != numbers[b]]
-        if pairs:
-            agree = sum((ours[a] - ours[b]) * (numbers[a] - numbers[b]) > 0 for a, b in pairs)
-            out.append(f"{paper} {agree}/{len(pairs)} pairs")
+        agreement = ab.ordering_agreement(results, numbers, section, key,
+                                          value=lambda run: metric_value(run, section, key))
+        if agreement["pairs"]:
+            out.append(f"{paper} {agreement['agree']}/{agreement['pairs']} pairs")
     return out
 
 

@@ -10,8 +10,10 @@ from collections.abc import Mapping, Sequence
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std over seeds; NaN, NaN when there is no value or one is NaN (a run without
+    that number, e.g. tracking's pretext rate: `statistics.stdev` would raise on it)."""
     values = [float(v) for v in values]
-    if not values:
+    if not values or any(math.isnan(v) for v in values):
         return math.nan, math.nan
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 

@@ -40,8 +40,8 @@ def _metric_values(rows: Sequence[Mapping[str, Any]], metric: str) -> tuple[list
 def metric_order(rows: Sequence[Mapping[str, Any]], metric: str) -> list[str]:
     """Arm names sorted by `metric`, highest first; arms without the metric go last."""
     means, _ = _metric_values(rows, metric)
-    keyed = sorted(zip(means, range(len(rows))), key=lambda p: (math.isnan(p[0]), -p[0] if not math.isnan(p[0]) else 0, p[1]))
-    return [rows[i]["arm"] for _, i in keyed]
+    order = sorted(range(len(rows)), key=lambda i: (math.isnan(means[i]), 0.0 if math.isnan(means[i]) else -means[i]))
+    return [rows[i]["arm"] for i in order]
 
 
 def methods_figure(rows: Sequence[Mapping[str, Any]], *, metrics: Sequence[str] = DOWNSTREAM_METRICS,
@@ -92,6 +92,17 @@ def methods_figure(rows: Sequence[Mapping[str, Any]], *, metrics: Sequence[str] 
     return fig
 
 
+def _network_input(clips: Sequence[np.ndarray], *, residual: bool) -> Any:
+    """uint8 clips `(T, H, W, 3)` of one length → the normalised batch the backbones take (differences
+    with `residual`, as `classroom.model_input` makes for one clip)."""
+    import torch
+
+    from vsslkit.data.transforms import residual_frames, to_float_clips
+
+    x = to_float_clips(torch.from_numpy(np.stack([np.ascontiguousarray(c) for c in clips])))
+    return residual_frames(x) if residual else x
+
+
 def cam_grid(backbones: Mapping[str, Any], frames: np.ndarray, mask: np.ndarray | None = None, *,
              count: int = 6, residual: bool = True) -> tuple[np.ndarray, dict[str, float]]:
     """One clip under every backbone: rows of `count` frames with the activation map overlaid, the
@@ -99,12 +110,7 @@ def cam_grid(backbones: Mapping[str, Any], frames: np.ndarray, mask: np.ndarray 
 
     `frames` are uint8 `(T, H, W, 3)`; with `residual` the backbones see T-1 differences and the
     maps belong to frames 1..T-1 (`classroom.probe_clip` aligns its mask the same way)."""
-    import torch
-
-    from vsslkit.data.transforms import residual_frames, to_float_clips
-
-    x = to_float_clips(torch.from_numpy(np.ascontiguousarray(frames))[None])
-    clip = residual_frames(x) if residual else x
+    clip = _network_input([frames], residual=residual)
     shown = frames[1:] if residual else frames
     pick = np.linspace(0, len(shown) - 1, count).round().astype(int)
     rows, labels, concentration = [plots.film_strip(shown[pick])], ["clip"], {}
@@ -121,12 +127,7 @@ def mean_concentrations(backbones: Mapping[str, Any], clips: Sequence[tuple[np.n
                         residual: bool = True) -> dict[str, float]:
     """Mean heat concentration on the moving object over `clips` ((frames, mask) pairs) per backbone
     (one batched forward pass per backbone)."""
-    import torch
-
-    from vsslkit.data.transforms import residual_frames, to_float_clips
-
-    x = to_float_clips(torch.from_numpy(np.stack([np.ascontiguousarray(f) for f, _ in clips])))
-    batch = residual_frames(x) if residual else x
+    batch = _network_input([f for f, _ in clips], residual=residual)
     out = {}
     for name, backbone in backbones.items():
         heat = cam.activation_maps(backbone, batch)
