@@ -185,27 +185,41 @@ def test_refuses_foreign_folder(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------- versions
 
 
-def _hash_videos(seed: int, *, size: int, length_range: tuple[int, int], cameras: tuple[str, ...], version: int) -> str:
+def _v2_params(seed: int, *, size: int, length_range: tuple[int, int], cameras: tuple[str, ...]) -> list:
+    return [sample_params(cls, np.random.default_rng([seed, c]), size=size, length_range=length_range,
+                          camera=camera, version=2)
+            for c, cls in enumerate(CLASSES) for camera in cameras]
+
+
+def _records_hash(params: list) -> str:
     h = hashlib.sha256()
-    for c, cls in enumerate(CLASSES):
-        for camera in cameras:
-            p = sample_params(cls, np.random.default_rng([seed, c]), size=size, length_range=length_range,
-                              camera=camera, version=version)
-            h.update(json.dumps(params_record(p), sort_keys=True).encode())
-            h.update(render(p).tobytes())
+    for p in params:
+        h.update(json.dumps(params_record(p), sort_keys=True).encode())
     return h.hexdigest()
 
 
-def test_version_2_is_bit_identical_to_before_version_3() -> None:
-    """Pinned on the code before version 3 existed: parameters, their stored record and every pixel.
+def test_version_2_is_unchanged_by_version_3() -> None:
+    """Version 2 as it was before version 3 existed (commit 87d17d3): parameters and their stored
+    records bit-identical, pixels equal up to OpenCV's CPU dispatch.
 
-    (Computed with `asdict(p)` and `render(p)` on commit 87d17d3; `params_record` must keep
-    version 2's records byte-identical, so synthetic.json of a version-2 set does not change.)
+    The records are pure numpy-RNG arithmetic and pinned by hash; `params_record` must keep them
+    byte-identical so synthetic.json of a version-2 set does not change. The pixels are not
+    portable bit for bit: the background's float32 bicubic `cv2.resize` rounds differently with
+    different SIMD paths (CI moved to a CPU where ~6 pixels in a million came out one grey level
+    apart; `cv2.setUseOptimized(False)` reproduces that here). So the pixels are checked against
+    8 x 8 block sums of 87d17d3's frames (tests/data/synthetic_v2_blocks.npz, written on a CPU
+    where 87d17d3 and this code render bit-identical 28 MB of frames): a few one-level flips per
+    block are dispatch noise, a change to the renderer moves hundreds of blocks by far more.
     """
-    small = _hash_videos(0, size=32, length_range=(20, 28), cameras=("smooth", "white"), version=2)
-    assert small == "98f92c17c80aad380f30ece4244851951d634487ec9e48dbd27e7a9c92fad06b"
-    default = _hash_videos(1, size=64, length_range=(50, 200), cameras=("smooth",), version=2)
-    assert default == "e49fdd55df2e553c480670369764df29bfc7ed2fe887afbacb87604ef5fb5f71"
+    small = _v2_params(0, size=32, length_range=(20, 28), cameras=("smooth", "white"))
+    default = _v2_params(1, size=64, length_range=(50, 200), cameras=("smooth",))
+    assert _records_hash(small + default) == "77fa0ef235d9948529915d1e7414b4be9b41d83c112b7aa7c7d6d0680aa72a2d"
+    reference = np.load(Path(__file__).parent / "data" / "synthetic_v2_blocks.npz")
+    assert [p.num_frames for p in small] == reference["lengths"].tolist()
+    frames = np.concatenate([render(p) for p in small]).astype(np.int64)
+    blocks = frames.reshape(len(frames), 4, 8, 4, 8, 3).sum(axis=(2, 4))
+    diff = np.abs(blocks - reference["block_sums"].astype(np.int64))
+    assert diff.max() <= 3 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
     request = json.dumps(_request(43, 0, 64, 25, (50, 200), "smooth", 2), sort_keys=True).encode()
     assert hashlib.sha256(request).hexdigest() == "2a1abc284ab8659091be5fe7114f9d6adce23a12420c1d9e0a4879550a94a9d6"
     assert GENERATOR_VERSION == 3 and sample_params("Orbit", np.random.default_rng(0)).version == 3

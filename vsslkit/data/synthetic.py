@@ -12,7 +12,9 @@ Versions (`version=`, `--version`): 2 is time-reversal symmetric: every class pl
 is another class or itself, so no observer can tell the direction of one clip (a control for
 arrow-of-time tasks). 3 adds irreversible physics behind the main object in every scene, the
 same for every class (see `IrreversibleScene`), so the direction of time becomes visible while
-the class is still decided by the main object's motion alone. Version 2 renders bit-identically.
+the class is still decided by the main object's motion alone. Version 2 renders as it did before
+version 3 existed (bit-identically on one CPU; another CPU's OpenCV SIMD path can round the
+background's float bicubic resize differently, a few pixels in a million one grey level apart).
 
 `render_video` gives frames in memory (notebooks); `make_synthetic` writes real H.264 files in
 the UCF101 layout with three group-based splits, loadable with `open_dataset`.
