@@ -86,10 +86,12 @@ def test_linear_probe_keeps_the_backbone_fixed(synthetic, tmp_path):
 
 def test_bench_train_prints_figures(tmp_path, capsys):
     assert main(["bench", "train", "--width", "0.125", "--frames", "4", "--size", "32", "--steps", "2",
-                 "--videos", "2", "--batch-size", "2", "--log-every", "1", "--checkpoint-every", "1"]) == 0
+                 "--videos", "2", "--batch-size", "2", "--log-every", "1", "--checkpoint-every", "1", "--rounds", "2"]) == 0
     out = capsys.readouterr().out
-    for text in ("bare model step", "full fit loop", "loop overhead", "clips/s"):
+    for text in ("bare model step", "full fit loop", "loop overhead", "clips/s", "round 1:", "round 2:",
+                 "median of 2 rounds"):
         assert text in out
+    assert "round 3:" not in out
 
 
 @pytest.mark.slow

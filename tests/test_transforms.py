@@ -47,3 +47,15 @@ def test_center_crop_and_residuals():
     assert r.shape == (2, 3, 2, 10, 20) and torch.allclose(r, torch.zeros_like(r))
     assert np.isclose(float(T.to_float_clips(torch.full((1, 1, 1, 1, 3), 255, dtype=torch.uint8))[0, 0]),
                       (1 - T.MEAN[0]) / T.STD[0])
+
+
+def test_the_loops_float_crop_is_the_uint8_crop_normalised_bit_for_bit():
+    """`prepare_batch` skips the uint8 round trip (`random_crop_flip_float`): same draws, same values,
+    same memory layout as `to_float_clips(random_crop_flip(...))`, so training runs are unchanged."""
+    for seed, (shape, size) in enumerate([((4, 8, 64, 84, 3), 56), ((3, 9, 40, 30, 3), 48), ((2, 5, 20, 20, 3), 32)]):
+        frames = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+        crops, params = T.random_crop_flip(frames, size, torch.Generator().manual_seed(seed), return_params=True)
+        expected = T.to_float_clips(crops)
+        x, same_params = T.random_crop_flip_float(frames, size, torch.Generator().manual_seed(seed))
+        assert torch.equal(x, expected) and x.stride() == expected.stride()
+        assert all(torch.equal(params[k], same_params[k]) for k in params)

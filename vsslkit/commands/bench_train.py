@@ -3,12 +3,15 @@
 In one run, on the same model and batch size: (a) forward + backward + SGD step on a fixed
 in-memory batch; (b) `fit` end to end (frame-store reads of generated videos, collate,
 `prepare_batch` crops, logging, checkpoint cadence). Their ratio is the loop's overhead;
-a ratio near 1 means the data pipeline keeps up with the model.
+a ratio near 1 means the data pipeline keeps up with the model. The two alternate over several
+rounds (bare, loop, bare; again) and each round gives one ratio: on a shared machine the speed of
+a step drifts by a third within a minute, and only a bare step timed next to the loop it is compared
+with cancels that drift. The logging and checkpoint cadence default to `vsslkit pretrain`'s.
 
 Measured on the 2-core CPU (docs/scaling.md, "Loop overhead"): the loop prepares batches inline when
 torch's threads fill every core (a background thread could only steal a core mid-step) and on a
 thread otherwise, writes checkpoints on a background thread, and keeps its prefetch thread off
-OpenMP (a second thread team slowed every later torch op by half). The ratio is about 1.1.
+OpenMP (a second thread team slowed every later torch op by half).
 """
 
 from __future__ import annotations
@@ -31,15 +34,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--frames", type=int, default=8, help="frames per clip")
     p.add_argument("--size", type=int, default=64, help="crop size")
-    p.add_argument("--steps", type=int, default=60,
-                   help="timed steps for each measurement (default 60: 12 logged spans for the loop's median)")
+    p.add_argument("--steps", type=int, default=100,
+                   help="timed steps of each measurement in a round (default 100: 10 logged spans for the loop's "
+                        "median, a checkpoint at every epoch end and at step 100)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds of bare / loop / bare (default 3): one overhead ratio each, and their median")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before the bare measurement")
     p.add_argument("--videos", type=int, default=80,
                    help="generated videos for the loop measurement (default 80: epochs of 20 steps at batch 4; with 8 "
                         "an epoch is 2 steps and fit checkpoints at the end of every one)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers in the loop measurement")
-    p.add_argument("--checkpoint-every", type=int, default=10)
-    p.add_argument("--log-every", type=int, default=5)
+    p.add_argument("--checkpoint-every", type=int, default=100,
+                   help="checkpoint cadence in the loop (default 100, as `vsslkit pretrain`; an epoch end also writes one)")
+    p.add_argument("--log-every", type=int, default=10, help="log cadence in the loop (default 10, as `vsslkit pretrain`)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--device", type=device, default="cpu", help="cpu | cuda | auto")
     add_store_format_arguments(p, default="raw")
@@ -48,25 +55,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 @dataclass(frozen=True)
 class TrainBench:
-    """Median seconds per step of the bare model step and of the full loop, and derived figures."""
+    """Median seconds per step of the bare model step and of the full loop in each round."""
 
-    bare_step_s: float
-    loop_step_s: float
+    bare_step_s: tuple[float, ...]
+    loop_step_s: tuple[float, ...]
     batch_size: int
 
     @property
+    def overheads(self) -> tuple[float, ...]:
+        """The loop's step time over the bare step's, one ratio per round."""
+        return tuple(loop / bare for loop, bare in zip(self.loop_step_s, self.bare_step_s, strict=True))
+
+    @property
     def overhead(self) -> float:
-        return self.loop_step_s / self.bare_step_s
+        """The median round's ratio: one slow phase of a shared machine moves one round, not this."""
+        return _median(self.overheads)
 
     def clips_per_s(self, step_s: float) -> float:
         return self.batch_size / step_s
 
 
 def bench_train(*, backbone: str = "r3d_10", width: float = 0.25, batch_size: int = 4, frames: int = 8,
-                size: int = 64, steps: int = 60, warmup: int = 2, videos: int = 80, workers: int = 0,
-                checkpoint_every: int = 10, log_every: int = 5, device: str = "cpu", seed: int = 0,
-                work_dir: str | Path | None = None, store_format: str = "raw", jpeg_quality: int = 90) -> TrainBench:
-    """Measure (a) and (b) of the module docstring; returns seconds per step for both."""
+                size: int = 64, steps: int = 100, rounds: int = 3, warmup: int = 2, videos: int = 80,
+                workers: int = 0, checkpoint_every: int = 100, log_every: int = 10, device: str = "cpu",
+                seed: int = 0, work_dir: str | Path | None = None, store_format: str = "raw",
+                jpeg_quality: int = 90) -> TrainBench:
+    """Measure (a) and (b) of the module docstring in `rounds` rounds; seconds per step for both."""
     import numpy as np
     import torch
 
@@ -85,7 +99,6 @@ def bench_train(*, backbone: str = "r3d_10", width: float = 0.25, batch_size: in
 
     for _ in range(warmup):
         bare_step()
-    bare_times = time_bare()
 
     # (b) the same model in `fit`, fed from a frame store of generated videos
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
@@ -105,17 +118,28 @@ def bench_train(*, backbone: str = "r3d_10", width: float = 0.25, batch_size: in
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate,
                                              sampler=EpochSampler(len(dataset), seed=seed), num_workers=workers,
                                              persistent_workers=workers > 0)
-        result = fit(model, loader, optimizer=make_optimizer("sgd", model.parameters(), lr=0.01), max_steps=steps,
-                     out_dir=root / "run", prepare=BatchPreparer(crop_size=size, seed=seed, device=dev), device=dev,
-                     log_every=log_every, checkpoint_every=checkpoint_every, resume=False, progress=False)
-        # Seconds per step between consecutive log rows (each span includes its share of logging
-        # and checkpoints); the median resists the load spikes of a shared machine.
-        stamps = [0.0] + [row["time"] for row in result.history]
-        logged = [0] + [row["step"] for row in result.history]
-        loop_times = [(stamps[i + 1] - stamps[i]) / (logged[i + 1] - logged[i]) for i in range(len(stamps) - 1)]
-    bare_times += time_bare()  # again after the loop, so slow phases of the machine hit both sides
-    return TrainBench(bare_step_s=float(np.median(bare_times)), loop_step_s=float(np.median(loop_times)),
-                      batch_size=batch_size)
+        bare, loop = [], []
+        for r in range(rounds):
+            bare_times = time_bare()
+            result = fit(model, loader, optimizer=make_optimizer("sgd", model.parameters(), lr=0.01), max_steps=steps,
+                         out_dir=root / f"run{r}", prepare=BatchPreparer(crop_size=size, seed=seed, device=dev),
+                         device=dev, log_every=log_every, checkpoint_every=checkpoint_every, resume=False,
+                         progress=False)
+            # Seconds per step between consecutive log rows (each span includes its share of logging
+            # and checkpoints); the median resists the load spikes of a shared machine.
+            stamps = [0.0] + [row["time"] for row in result.history]
+            logged = [0] + [row["step"] for row in result.history]
+            loop_times = [(stamps[i + 1] - stamps[i]) / (logged[i + 1] - logged[i]) for i in range(len(stamps) - 1)]
+            bare_times += time_bare()  # after the loop too, so a slow phase of the machine hits both sides
+            bare.append(_median(bare_times))
+            loop.append(_median(loop_times))
+    return TrainBench(bare_step_s=tuple(bare), loop_step_s=tuple(loop), batch_size=batch_size)
+
+
+def _median(values) -> float:
+    import numpy as np
+
+    return float(np.median(values))
 
 
 def make_bare_step(*, backbone: str, width: float, batch_size: int, frames: int, size: int, device,
@@ -183,14 +207,15 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     r = bench_train(backbone=args.backbone, width=args.width, batch_size=args.batch_size, frames=args.frames,
-                    size=args.size, steps=args.steps, warmup=args.warmup, videos=args.videos, workers=args.workers,
-                    checkpoint_every=args.checkpoint_every, log_every=args.log_every, device=args.device,
-                    store_format=args.store_format, jpeg_quality=args.jpeg_quality or 90)
+                    size=args.size, steps=args.steps, rounds=args.rounds, warmup=args.warmup, videos=args.videos,
+                    workers=args.workers, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+                    device=args.device, store_format=args.store_format, jpeg_quality=args.jpeg_quality or 90)
     print(f"bench train: {args.backbone} width {args.width}, batch {args.batch_size} x {args.frames}x{args.size}x"
-          f"{args.size}, {args.steps} steps, {torch.get_num_threads()} threads, device {args.device}, "
-          f"{args.store_format} store")
-    print(f"  bare model step : {r.bare_step_s * 1000:8.1f} ms/step  {r.clips_per_s(r.bare_step_s):7.1f} clips/s")
-    print(f"  full fit loop   : {r.loop_step_s * 1000:8.1f} ms/step  {r.clips_per_s(r.loop_step_s):7.1f} clips/s "
-          f"(store reads, crops, logging every {args.log_every}, checkpoint every {args.checkpoint_every})")
-    print(f"  loop overhead   : x{r.overhead:.2f} of the bare step")
+          f"{args.size}, {args.rounds} rounds of {args.steps} steps, {torch.get_num_threads()} threads, device "
+          f"{args.device}, {args.store_format} store; loop: store reads, crops, logging every {args.log_every}, "
+          f"checkpoint every {args.checkpoint_every} and at epoch ends")
+    for i, (bare, loop) in enumerate(zip(r.bare_step_s, r.loop_step_s, strict=True)):
+        print(f"  round {i + 1}: bare model step {bare * 1000:6.1f} ms ({r.clips_per_s(bare):6.1f} clips/s), "
+              f"full fit loop {loop * 1000:6.1f} ms ({r.clips_per_s(loop):6.1f} clips/s): x{loop / bare:.2f}")
+    print(f"  loop overhead   : x{r.overhead:.2f} of the bare step (median of {len(r.overheads)} rounds)")
     return 0

@@ -376,14 +376,13 @@ def prepare_batch(
         flow = batch.get("flow", {}).get(name)
         if train:
             # The generator must live on the device the crop parameters are drawn on (CPU).
-            frames, augment[name] = T.random_crop_flip(frames, crop_size, generator, flip=flip, return_params=True)
+            x, augment[name] = T.random_crop_flip_float(frames, crop_size, generator, flip=flip)
             if flow is not None:
                 augment[name]["flow"] = T.crop_flip_flow(flow.to(device), augment[name], crop_size)
         else:
-            frames = T.center_crop(frames, crop_size)
+            x = T.to_float_clips(T.center_crop(frames, crop_size))
             if flow is not None:
                 augment[name] = {"flow": T.crop_flip_flow(flow.to(device), None, crop_size)}
-        x = T.to_float_clips(frames)
         if residual:
             x = T.residual_frames(x)
         if channels_last:
